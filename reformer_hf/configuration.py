@@ -1,0 +1,280 @@
+"""Configuration of a Reformer model.
+
+Every rule on the fields is checked once, in ``ReformerConfig.validate``, when the config is built or
+loaded. The model never writes into its config at run time: values that depend on the input (the
+padded length, the number of hash rounds of one call) are computed where they are used.
+"""
+
+import math
+from collections.abc import Sequence
+
+from transformers import PretrainedConfig
+
+ATTENTION_KINDS = ("lsh", "local", "full")
+ACTIVATIONS = ("relu", "gelu", "gelu_tanh", "silu")
+POSITION_EMBEDDING_TYPES = ("axial", "learned")
+
+
+class ReformerConfig(PretrainedConfig):
+    """Configuration of ``ReformerModel`` and ``ReformerForCausalLM``.
+
+    The defaults describe a small byte-level causal model: 259 ids (3 special tokens and 256 bytes,
+    the mapping of ``ReformerByteTokenizer``), 6 layers alternating local and LSH attention, and
+    axial positions for sequences of up to 16,384 tokens.
+
+    Args:
+        vocab_size: Number of token ids.
+        hidden_size: Width of each of the two reversible streams. The model's final hidden states
+            concatenate both streams and so have ``2 * hidden_size`` features.
+        num_attention_heads: Number of attention heads.
+        attention_head_size: Size of one head's query, key and value vectors.
+        feed_forward_size: Inner width of the feed-forward layers.
+        hidden_act: Feed-forward activation: ``"relu"``, ``"gelu"``, ``"gelu_tanh"`` or ``"silu"``.
+        attention_layers: Attention kind of each layer, in order: ``"lsh"``, ``"local"`` or
+            ``"full"`` (plain attention over the whole sequence, as a baseline). Its length is the
+            number of layers.
+        lsh_chunk_length: Length of the chunks that the bucket-sorted sequence is split into.
+        lsh_num_chunks_before: Number of earlier chunks each LSH chunk attends to (look-back).
+        lsh_num_chunks_after: Number of later chunks each LSH chunk attends to (look-ahead). Must be
+            0 when ``is_decoder`` is true, because later chunks hold no earlier positions.
+        num_buckets: Number of hash buckets. An even int; a pair ``[u1, u2]`` of even ints, which
+            hashes twice and combines the buckets as ``b1 + u1 * b2`` so that the rotations stay
+            small; or ``None`` to derive it from the position capacity as the paper does: the power
+            of two nearest to ``2 * max_position_embeddings / lsh_chunk_length``, at least 2.
+        num_hashes: Number of hash rounds. A forward call can ask for more with ``num_hashes=``.
+        hash_seed: Seed of the random rotations in evaluation mode. With a seed, evaluation is
+            deterministic. Training always draws fresh rotations from torch's default generator,
+            which ``transformers.set_seed`` makes reproducible.
+        lsh_same_bucket_only: Attend only to keys in the query's own bucket, not to every key in the
+            neighbouring chunks (the paper's exact formulation).
+        lsh_duplicate_correction: With several hash rounds, subtract the log of the number of
+            rounds in which a query attends a key, so that a pair found in several rounds is
+            counted once (the paper's appendix).
+        local_chunk_length: Chunk length of local attention.
+        local_num_chunks_before: Number of earlier chunks each local chunk attends to.
+        local_num_chunks_after: Number of later chunks each local chunk attends to. Must be 0 when
+            ``is_decoder`` is true.
+        hidden_dropout_prob: Dropout on embeddings, attention outputs and feed-forward layers.
+        attention_probs_dropout_prob: Dropout on attention probabilities.
+        position_embedding_type: ``"axial"`` (factorised positions, see ``axial_pos_shape``) or
+            ``"learned"`` (one learned vector per position).
+        axial_pos_shape: Factorisation of the position capacity, for example ``[128, 128]`` for
+            16,384 positions. Position ``p`` has the mixed-radix digits of ``p`` in this shape.
+        axial_pos_embds_dim: Width of each axis' embedding. The widths must sum to ``hidden_size``.
+        max_position_embeddings: Position capacity. With axial positions it must equal the product
+            of ``axial_pos_shape`` and is derived from it when left as ``None``.
+        feed_forward_chunk_size: Number of positions the feed-forward layers process at once, in the
+            forward pass and in the backward recomputation; 0 processes the whole sequence at once.
+        reversible: Use reversible residual layers, which recompute activations in the backward
+            pass instead of storing them. ``False`` runs the same weights as a plain residual stack.
+        layer_norm_eps: Epsilon of the layer norms.
+        initializer_range: Standard deviation of the normal weight initialisation.
+        is_decoder: Causal attention. ``ReformerForCausalLM`` requires it.
+        pad_token_id, bos_token_id, eos_token_id: Special token ids, inside the vocabulary.
+
+    Raises:
+        ValueError: when a field breaks a rule. The message names the field, the value and the fix.
+    """
+
+    model_type = "reformer_hf"
+
+    def __init__(
+        self,
+        *,
+        vocab_size: int = 259,
+        hidden_size: int = 256,
+        num_attention_heads: int = 4,
+        attention_head_size: int = 64,
+        feed_forward_size: int = 512,
+        hidden_act: str = "relu",
+        attention_layers: Sequence[str] = ("local", "lsh", "local", "lsh", "local", "lsh"),
+        lsh_chunk_length: int = 64,
+        lsh_num_chunks_before: int = 1,
+        lsh_num_chunks_after: int = 0,
+        num_buckets: int | Sequence[int] | None = None,
+        num_hashes: int = 1,
+        hash_seed: int | None = None,
+        lsh_same_bucket_only: bool = False,
+        lsh_duplicate_correction: bool = False,
+        local_chunk_length: int = 64,
+        local_num_chunks_before: int = 1,
+        local_num_chunks_after: int = 0,
+        hidden_dropout_prob: float = 0.05,
+        attention_probs_dropout_prob: float = 0.0,
+        position_embedding_type: str = "axial",
+        axial_pos_shape: Sequence[int] = (128, 128),
+        axial_pos_embds_dim: Sequence[int] = (64, 192),
+        max_position_embeddings: int | None = None,
+        feed_forward_chunk_size: int = 0,
+        reversible: bool = True,
+        layer_norm_eps: float = 1e-12,
+        initializer_range: float = 0.02,
+        is_decoder: bool = True,
+        pad_token_id: int = 0,
+        bos_token_id: int = 1,
+        eos_token_id: int = 2,
+        tie_word_embeddings: bool = False,
+        **kwargs,
+    ):
+        self.vocab_size = vocab_size
+        self.hidden_size = hidden_size
+        self.num_attention_heads = num_attention_heads
+        self.attention_head_size = attention_head_size
+        self.feed_forward_size = feed_forward_size
+        self.hidden_act = hidden_act
+        self.attention_layers = list(attention_layers)
+        self.lsh_chunk_length = lsh_chunk_length
+        self.lsh_num_chunks_before = lsh_num_chunks_before
+        self.lsh_num_chunks_after = lsh_num_chunks_after
+        self.num_buckets = list(num_buckets) if isinstance(num_buckets, Sequence) else num_buckets
+        self.num_hashes = num_hashes
+        self.hash_seed = hash_seed
+        self.lsh_same_bucket_only = lsh_same_bucket_only
+        self.lsh_duplicate_correction = lsh_duplicate_correction
+        self.local_chunk_length = local_chunk_length
+        self.local_num_chunks_before = local_num_chunks_before
+        self.local_num_chunks_after = local_num_chunks_after
+        self.hidden_dropout_prob = hidden_dropout_prob
+        self.attention_probs_dropout_prob = attention_probs_dropout_prob
+        self.position_embedding_type = position_embedding_type
+        self.axial_pos_shape = list(axial_pos_shape)
+        self.axial_pos_embds_dim = list(axial_pos_embds_dim)
+        if max_position_embeddings is None and position_embedding_type == "axial":
+            max_position_embeddings = math.prod(self.axial_pos_shape)
+        self.max_position_embeddings = max_position_embeddings
+        self.feed_forward_chunk_size = feed_forward_chunk_size
+        self.reversible = reversible
+        self.layer_norm_eps = layer_norm_eps
+        self.initializer_range = initializer_range
+        super().__init__(
+            is_decoder=is_decoder,
+            pad_token_id=pad_token_id,
+            bos_token_id=bos_token_id,
+            eos_token_id=eos_token_id,
+            tie_word_embeddings=tie_word_embeddings,
+            **kwargs,
+        )
+        self.validate()
+
+    @property
+    def num_hidden_layers(self) -> int:
+        return len(self.attention_layers)
+
+    @property
+    def resolved_num_buckets(self) -> int | list[int]:
+        """Number of buckets, derived from the position capacity when ``num_buckets`` is ``None``."""
+        if self.num_buckets is not None:
+            return self.num_buckets
+        target = 2 * self.max_position_embeddings / self.lsh_chunk_length
+        return max(2, 2 ** round(math.log2(max(target, 1))))
+
+    def validate(self) -> None:
+        """Raise ``ValueError`` for the first field that breaks a rule."""
+        for name in ("vocab_size", "hidden_size", "num_attention_heads", "attention_head_size", "feed_forward_size",
+                     "lsh_chunk_length", "num_hashes", "local_chunk_length"):
+            _check_positive_int(name, getattr(self, name))
+        for name in ("lsh_num_chunks_before", "lsh_num_chunks_after", "local_num_chunks_before",
+                     "local_num_chunks_after", "feed_forward_chunk_size"):
+            _check_non_negative_int(name, getattr(self, name))
+        for name in ("hidden_dropout_prob", "attention_probs_dropout_prob"):
+            value = getattr(self, name)
+            if isinstance(value, bool) or not isinstance(value, (int, float)) or not 0.0 <= value < 1.0:
+                raise ValueError(f"{name} must be a probability in [0, 1), got {value!r}.")
+        if self.hidden_act not in ACTIVATIONS:
+            raise ValueError(f"hidden_act must be one of {', '.join(ACTIVATIONS)}, got {self.hidden_act!r}.")
+        self._validate_attention_layers()
+        self._validate_buckets()
+        self._validate_positions()
+        for name in ("pad_token_id", "bos_token_id", "eos_token_id"):
+            value = getattr(self, name)
+            if value is not None and (not isinstance(value, int) or not 0 <= value < self.vocab_size):
+                raise ValueError(
+                    f"{name} must be an id inside the vocabulary [0, {self.vocab_size}), got {value!r}. "
+                    f"Raise vocab_size or choose another id."
+                )
+        if self.hash_seed is not None and (isinstance(self.hash_seed, bool) or not isinstance(self.hash_seed, int)):
+            raise ValueError(f"hash_seed must be an int or None, got {self.hash_seed!r}.")
+        if self.layer_norm_eps <= 0:
+            raise ValueError(f"layer_norm_eps must be positive, got {self.layer_norm_eps!r}.")
+        if self.tie_word_embeddings:
+            raise ValueError(
+                "tie_word_embeddings=True is not supported: the output layer reads both reversible streams "
+                f"(2 * hidden_size = {2 * self.hidden_size} features) while the token embeddings have "
+                f"hidden_size = {self.hidden_size}. Set tie_word_embeddings=False."
+            )
+
+    def _validate_attention_layers(self) -> None:
+        if not self.attention_layers:
+            raise ValueError("attention_layers must name at least one layer, got an empty list.")
+        for index, kind in enumerate(self.attention_layers):
+            if kind not in ATTENTION_KINDS:
+                raise ValueError(
+                    f"attention_layers[{index}] is {kind!r}, an unknown attention kind. "
+                    f"Use one of {', '.join(repr(k) for k in ATTENTION_KINDS)}."
+                )
+        if self.is_decoder:
+            for name in ("lsh_num_chunks_after", "local_num_chunks_after"):
+                if getattr(self, name) != 0:
+                    raise ValueError(
+                        f"{name} must be 0 when is_decoder=True, got {getattr(self, name)}: causal attention "
+                        f"never looks at later chunks. Set {name}=0 or is_decoder=False."
+                    )
+
+    def _validate_buckets(self) -> None:
+        num_buckets = self.num_buckets
+        if num_buckets is None:
+            return
+        factors = num_buckets if isinstance(num_buckets, list) else [num_buckets]
+        if isinstance(num_buckets, list) and len(num_buckets) != 2:
+            raise ValueError(
+                f"num_buckets as a list must be a pair [u1, u2], got {num_buckets!r}. "
+                f"Pass an int, a pair or None."
+            )
+        for factor in factors:
+            if isinstance(factor, bool) or not isinstance(factor, int) or factor < 2 or factor % 2:
+                raise ValueError(
+                    f"num_buckets must be an even int of at least 2, or a pair of them, got {num_buckets!r}: "
+                    f"each random rotation yields two buckets, for +xR and -xR. Use an even count such as 2, "
+                    f"64 or [8, 8], or None to derive it from max_position_embeddings."
+                )
+
+    def _validate_positions(self) -> None:
+        if self.position_embedding_type not in POSITION_EMBEDDING_TYPES:
+            raise ValueError(
+                f"position_embedding_type must be 'axial' or 'learned', got {self.position_embedding_type!r}."
+            )
+        if self.position_embedding_type == "axial":
+            shape, dims = self.axial_pos_shape, self.axial_pos_embds_dim
+            if len(shape) < 2:
+                raise ValueError(f"axial_pos_shape needs at least two axes, got {shape!r}.")
+            if len(dims) != len(shape):
+                raise ValueError(
+                    f"axial_pos_embds_dim has {len(dims)} widths but axial_pos_shape has {len(shape)} axes "
+                    f"({dims!r} vs {shape!r}). Give one width per axis."
+                )
+            for name, values in (("axial_pos_shape", shape), ("axial_pos_embds_dim", dims)):
+                for value in values:
+                    _check_positive_int(name, value)
+            if sum(dims) != self.hidden_size:
+                raise ValueError(
+                    f"axial_pos_embds_dim {dims!r} sums to {sum(dims)}, but it must sum to hidden_size = "
+                    f"{self.hidden_size}. Change the widths or hidden_size."
+                )
+            capacity = math.prod(shape)
+            if self.max_position_embeddings != capacity:
+                raise ValueError(
+                    f"max_position_embeddings is {self.max_position_embeddings} but axial_pos_shape {shape!r} "
+                    f"holds {capacity} positions. Leave max_position_embeddings unset or set it to {capacity}."
+                )
+        else:
+            _check_positive_int("max_position_embeddings", self.max_position_embeddings)
+
+
+def _check_positive_int(name: str, value) -> None:
+    if isinstance(value, bool) or not isinstance(value, int) or value <= 0:
+        raise ValueError(f"{name} must be a positive int, got {value!r}.")
+
+
+def _check_non_negative_int(name: str, value) -> None:
+    if isinstance(value, bool) or not isinstance(value, int) or value < 0:
+        raise ValueError(f"{name} must be a non-negative int, got {value!r}.")

@@ -1,0 +1,256 @@
+"""LSH self-attention (Kitaev, Kaiser and Levskaya, "Reformer: The Efficient Transformer", ICLR 2020).
+
+Queries and keys share one projection. Each hash round draws random rotations R and puts every
+vector x in the bucket ``argmax([xR; -xR])``, so that vectors at a small angle tend to share a
+bucket. The sequence is sorted by (bucket, position), split into chunks, and each chunk attends to
+itself and its neighbouring chunks. The outputs are moved back to their positions, and the rounds
+are combined with weights given by each round's log-sum-exp, which is exact softmax attention over
+the union of the keys the rounds found.
+
+The steps are separate functions (``hash_vectors``, ``sort_by_bucket``, ``attend_in_chunks``,
+``undo_sort``, ``combine_hash_rounds``) so that tests can call each on a hand-sized tensor.
+
+Padding: padded positions get a bucket past the last real one, so they sort to the end of every
+round and never move a real token into another chunk. Each round is chunked on its own, so the
+chunk boundaries of real tokens do not depend on the padded length either.
+
+Shape legend: b batch, h heads, n length, d head size, r hash rounds, s rotations per round
+(half the buckets), c chunks, w chunk length, k keys per chunk window.
+"""
+
+import math
+
+import torch
+from torch import nn
+
+from .chunking import MASK_VALUE, SELF_MASK_VALUE, attend, look_adjacent, split_into_chunks
+from .configuration import ReformerConfig
+
+
+def hash_vectors(vectors: torch.Tensor, rotations: torch.Tensor, bucket_factors: list[int]) -> torch.Tensor:
+    """Assign each vector to a bucket in every hash round.
+
+    Args:
+        vectors: ``[b, h, n, d]``.
+        rotations: ``[h, d, r, s]`` with ``s = sum(u // 2 for u in bucket_factors)``.
+        bucket_factors: ``[u]`` for plain hashing or ``[u1, u2]`` for factorised hashing, where the
+            bucket is ``b1 + u1 * b2``.
+
+    Returns:
+        Buckets ``[b, h, r, n]`` in ``[0, prod(bucket_factors))``.
+    """
+    rotated = torch.einsum("bhnd,hdrs->bhrns", vectors.detach(), rotations)
+    buckets = None
+    offset, place_value = 0, 1
+    for num_buckets in bucket_factors:
+        half = rotated[..., offset : offset + num_buckets // 2]
+        factor_buckets = torch.cat([half, -half], dim=-1).argmax(dim=-1)  # [b, h, r, n]
+        buckets = factor_buckets * place_value if buckets is None else buckets + factor_buckets * place_value
+        offset += num_buckets // 2
+        place_value *= num_buckets
+    return buckets
+
+
+def sort_by_bucket(buckets: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """Return the indices that sort each round by (bucket, position), and their inverse.
+
+    A stable sort on the bucket alone keeps positions ascending inside each bucket.
+    """
+    sorted_idx = torch.sort(buckets, dim=-1, stable=True).indices  # [b, h, r, n]
+    undo_sort_idx = torch.argsort(sorted_idx, dim=-1)
+    return sorted_idx, undo_sort_idx
+
+
+def gather_rounds(tensor: torch.Tensor, sorted_idx: torch.Tensor) -> torch.Tensor:
+    """Gather ``[b, h, n, ...]`` into ``[b, h, r, n, ...]`` in each round's sorted order."""
+    b, h, r, n = sorted_idx.shape
+    trailing = tensor.shape[3:]
+    expanded = tensor.unsqueeze(2).expand(b, h, r, n, *trailing)
+    index = sorted_idx.reshape(b, h, r, n, *([1] * len(trailing))).expand(b, h, r, n, *trailing)
+    return expanded.gather(3, index)
+
+
+def count_shared_windows(
+    chunk_of: torch.Tensor,
+    query_positions: torch.Tensor,
+    key_positions: torch.Tensor,
+    num_before: int,
+    num_after: int,
+    buckets: torch.Tensor | None,
+) -> torch.Tensor:
+    """Count in how many hash rounds each query attends each key of its window.
+
+    Args:
+        chunk_of: ``[b, h, r, n]`` chunk index of every position in every round.
+        query_positions: ``[b, h, r, c, w]``.
+        key_positions: ``[b, h, r, c, k]``, with -1 in slots outside the sequence.
+        num_before, num_after: The chunk window.
+        buckets: ``[b, h, r, n]`` when queries attend only to their own bucket, else ``None``.
+
+    Returns:
+        ``[b, h, r, c, w, k]`` counts, at least 1 where the key lies in the window of this round.
+    """
+    b, h, r, c, w = query_positions.shape
+    k = key_positions.shape[-1]
+    flat_queries = query_positions.reshape(b, h, 1, -1).expand(b, h, r, -1)
+    flat_keys = key_positions.clamp(min=0).reshape(b, h, 1, -1).expand(b, h, r, -1)
+    # Chunk of each query and key in every round t: [b, h, t, r * c * w] and [b, h, t, r * c * k].
+    query_chunks = chunk_of.gather(3, flat_queries).reshape(b, h, r, r, c, w, 1)
+    key_chunks = chunk_of.gather(3, flat_keys).reshape(b, h, r, r, c, 1, k)
+    offset = key_chunks - query_chunks  # [b, h, t, r, c, w, k]
+    shared = (offset >= -num_before) & (offset <= num_after)
+    if buckets is not None:
+        query_buckets = buckets.gather(3, flat_queries).reshape(b, h, r, r, c, w, 1)
+        key_buckets = buckets.gather(3, flat_keys).reshape(b, h, r, r, c, 1, k)
+        shared = shared & (query_buckets == key_buckets)
+    return shared.sum(dim=2)
+
+
+def combine_hash_rounds(outputs: torch.Tensor, logsumexp: torch.Tensor) -> torch.Tensor:
+    """Combine ``[b, h, r, n, d]`` round outputs with their ``[b, h, r, n]`` log-sum-exp weights.
+
+    Each round's output is a softmax over the keys it found. Weighting round ``t`` by
+    ``exp(lse_t - logsumexp_t(lse_t))`` turns the rounds into one softmax over all keys found.
+    """
+    weights = torch.softmax(logsumexp, dim=2).unsqueeze(-1)  # [b, h, r, n, 1]
+    return (weights.to(outputs.dtype) * outputs).sum(dim=2)
+
+
+class LSHSelfAttention(nn.Module):
+    """Multi-head LSH self-attention with a shared query-key projection.
+
+    ``forward`` returns the per-head outputs concatenated, ``[b, n, h * d]``, and the buckets it
+    used, so that the reversible backward pass can replay the exact same hashing.
+    """
+
+    def __init__(self, config: ReformerConfig, layer_idx: int):
+        super().__init__()
+        self.layer_idx = layer_idx
+        self.num_heads = config.num_attention_heads
+        self.head_size = config.attention_head_size
+        self.chunk_length = config.lsh_chunk_length
+        self.num_chunks_before = config.lsh_num_chunks_before
+        self.num_chunks_after = config.lsh_num_chunks_after
+        num_buckets = config.resolved_num_buckets
+        self.bucket_factors = list(num_buckets) if isinstance(num_buckets, list) else [num_buckets]
+        self.default_num_hashes = config.num_hashes
+        self.hash_seed = config.hash_seed
+        self.is_decoder = config.is_decoder
+        self.same_bucket_only = config.lsh_same_bucket_only
+        self.duplicate_correction = config.lsh_duplicate_correction
+
+        all_head_size = self.num_heads * self.head_size
+        self.query_key = nn.Linear(config.hidden_size, all_head_size, bias=False)
+        self.value = nn.Linear(config.hidden_size, all_head_size, bias=False)
+        self.dropout = nn.Dropout(config.attention_probs_dropout_prob)
+
+    @property
+    def num_buckets(self) -> int:
+        return math.prod(self.bucket_factors)
+
+    def draw_rotations(self, num_hashes: int, device: torch.device, dtype: torch.dtype) -> torch.Tensor:
+        """Draw the random rotations ``[h, d, r, s]`` of one call.
+
+        In evaluation with a hash seed they come from a private generator, so every call draws
+        the same rotations and raising ``num_hashes`` keeps the first rounds unchanged. Otherwise
+        they come from torch's default generator, whose state the reversible backward pass saves
+        and restores.
+        """
+        shape = (num_hashes, self.num_heads, self.head_size, sum(u // 2 for u in self.bucket_factors))
+        generator = None
+        if not self.training and self.hash_seed is not None:
+            generator = torch.Generator(device=device).manual_seed(self.hash_seed + self.layer_idx)
+        rotations = torch.randn(shape, generator=generator, device=device, dtype=torch.float32)
+        return rotations.permute(1, 2, 0, 3).to(dtype)
+
+    def forward(
+        self,
+        hidden_states: torch.Tensor,
+        key_padding_mask: torch.Tensor,
+        num_hashes: int | None = None,
+        buckets: torch.Tensor | None = None,
+    ) -> tuple[torch.Tensor, torch.Tensor]:
+        """Attend with LSH.
+
+        Args:
+            hidden_states: ``[b, n, hidden_size]`` with ``n`` a multiple of the chunk length.
+            key_padding_mask: ``[b, n]``, true at real tokens. Padding must follow all real
+                tokens of its row.
+            num_hashes: Hash rounds for this call; the config's ``num_hashes`` when ``None``.
+            buckets: ``[b, h, r, n]`` buckets to reuse instead of hashing, as returned by an
+                earlier call on the same input.
+
+        Returns:
+            Outputs ``[b, n, h * d]`` and the buckets ``[b, h, r, n]``.
+        """
+        b, n, _ = hidden_states.shape
+        h, d = self.num_heads, self.head_size
+        num_hashes = num_hashes or self.default_num_hashes
+
+        query_key = self.query_key(hidden_states).view(b, n, h, d).transpose(1, 2)  # [b, h, n, d]
+        values = self.value(hidden_states).view(b, n, h, d).transpose(1, 2)  # [b, h, n, d]
+
+        # Rotations are drawn on every call, even when buckets are given, so that the default
+        # generator advances identically in the forward pass and in the backward recomputation.
+        rotations = self.draw_rotations(num_hashes, hidden_states.device, query_key.dtype)
+        if buckets is None:
+            buckets = hash_vectors(query_key, rotations, self.bucket_factors)
+            padding = ~key_padding_mask[:, None, None, :]
+            buckets = buckets.masked_fill(padding, self.num_buckets)  # padding sorts last
+
+        outputs = self.attend_hashed(query_key, values, buckets, key_padding_mask)
+        return outputs.transpose(1, 2).reshape(b, n, h * d), buckets
+
+    def attend_hashed(
+        self, query_key: torch.Tensor, values: torch.Tensor, buckets: torch.Tensor, key_padding_mask: torch.Tensor
+    ) -> torch.Tensor:
+        """Sort, chunk, attend, undo the sort and combine rounds: ``[b, h, n, d]`` outputs."""
+        b, h, n, d = query_key.shape
+        w = self.chunk_length
+        before, after = self.num_chunks_before, self.num_chunks_after
+
+        sorted_idx, undo_sort_idx = sort_by_bucket(buckets)
+        sorted_query_key = gather_rounds(query_key, sorted_idx)  # [b, h, r, n, d]
+        sorted_values = gather_rounds(values, sorted_idx)
+        sorted_buckets = buckets.gather(3, sorted_idx)  # [b, h, r, n]
+        sorted_valid = gather_rounds(key_padding_mask[:, None, :].expand(b, h, n), sorted_idx)
+
+        # Split each round into chunks: [b, h, r, c, w, ...].
+        query = split_into_chunks(sorted_query_key, w, dim=3) * d**-0.5
+        # Keys are the shared vectors normalised to unit length, which keeps a query's logit with
+        # itself from dominating every other logit.
+        keys = nn.functional.normalize(split_into_chunks(sorted_query_key, w, dim=3), dim=-1) * d**-0.5
+        query_positions = split_into_chunks(sorted_idx, w, dim=3)  # [b, h, r, c, w]
+        keys = look_adjacent(keys, before, after, chunk_dim=3, fill_value=0.0)  # [b, h, r, c, k, d]
+        window_values = look_adjacent(split_into_chunks(sorted_values, w, dim=3), before, after, 3, 0.0)
+        key_positions = look_adjacent(query_positions, before, after, 3, -1)  # [b, h, r, c, k]
+        key_valid = look_adjacent(split_into_chunks(sorted_valid, w, dim=3), before, after, 3, False)
+
+        allowed = key_valid.unsqueeze(-2)  # [b, h, r, c, 1, k]
+        if self.is_decoder:
+            allowed = allowed & (key_positions.unsqueeze(-2) <= query_positions.unsqueeze(-1))
+        if self.same_bucket_only:
+            query_buckets = split_into_chunks(sorted_buckets, w, dim=3)
+            key_buckets = look_adjacent(query_buckets, before, after, 3, -1)
+            allowed = allowed & (key_buckets.unsqueeze(-2) == query_buckets.unsqueeze(-1))
+        logit_bias = torch.zeros(allowed.shape, dtype=torch.float32, device=query.device)
+        logit_bias = logit_bias.masked_fill(~allowed, MASK_VALUE)
+        # Under shared QK a query's key is its own direction, so its own logit is nearly always the
+        # largest. It is kept only as a fallback for a query with nothing else to attend to.
+        is_self = key_positions.unsqueeze(-2) == query_positions.unsqueeze(-1)
+        logit_bias = logit_bias.masked_fill(is_self, SELF_MASK_VALUE)
+        if self.duplicate_correction and sorted_idx.shape[2] > 1:
+            chunk_of = undo_sort_idx // w  # [b, h, r, n]
+            counts = count_shared_windows(
+                chunk_of, query_positions, key_positions, before, after, buckets if self.same_bucket_only else None
+            )
+            logit_bias = logit_bias - torch.log(counts.clamp(min=1).float())
+
+        outputs, logsumexp = attend(query, keys, window_values, logit_bias, self.dropout)
+
+        # Back to one sequence per round, then to the original order.
+        outputs = outputs.reshape(b, h, -1, n, d)  # [b, h, r, n, d]
+        logsumexp = logsumexp.reshape(b, h, -1, n)  # [b, h, r, n]
+        outputs = outputs.gather(3, undo_sort_idx.unsqueeze(-1).expand_as(outputs))
+        logsumexp = logsumexp.gather(3, undo_sort_idx)
+        return combine_hash_rounds(outputs, logsumexp)

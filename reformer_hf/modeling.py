@@ -1,0 +1,294 @@
+"""Reformer models: the base model and the causal language-modelling head.
+
+Any length, any padding: ``ReformerModel.forward`` moves the real tokens of every row to its front
+(a stable sort on the attention mask, so left padding and holes become right padding), pads the
+batch to a multiple of every chunk length, runs the layers, then trims and moves the outputs back.
+Because each row then starts with its real tokens, and padding sorts after every real token in LSH
+attention, the outputs at real tokens do not depend on how much padding there is or where it sits.
+"""
+
+import math
+
+import torch
+from torch import nn
+from transformers import GenerationMixin, PreTrainedModel
+from transformers.modeling_outputs import BaseModelOutput, CausalLMOutput
+
+from .chunking import pad_to_multiple
+from .configuration import ReformerConfig
+from .embeddings import AxialPositionEmbeddings, ReformerEmbeddings
+from .reversible import ReformerStack
+
+
+class ReformerPreTrainedModel(PreTrainedModel):
+    """Weight initialisation and loading shared by the Reformer models."""
+
+    config_class = ReformerConfig
+    base_model_prefix = "reformer"
+    main_input_name = "input_ids"
+    supports_gradient_checkpointing = False
+    _no_split_modules = ["ReformerLayer"]
+
+    def _init_weights(self, module: nn.Module) -> None:
+        super()._init_weights(module)
+        if isinstance(module, AxialPositionEmbeddings):
+            for weight in module.weights:
+                nn.init.normal_(weight, mean=0.0, std=self.config.initializer_range)
+
+
+class ReformerModel(ReformerPreTrainedModel):
+    """Embeddings, the reversible layer stack and a final layer norm over both streams.
+
+    The final hidden states concatenate the two reversible streams, so they have
+    ``2 * config.hidden_size`` features.
+    """
+
+    def __init__(self, config: ReformerConfig):
+        super().__init__(config)
+        self.embeddings = ReformerEmbeddings(config)
+        self.encoder = ReformerStack(config)
+        self.layer_norm = nn.LayerNorm(2 * config.hidden_size, eps=config.layer_norm_eps)
+        self.dropout = nn.Dropout(config.hidden_dropout_prob)
+        self.post_init()
+
+    def get_input_embeddings(self) -> nn.Embedding:
+        return self.embeddings.word_embeddings
+
+    def set_input_embeddings(self, value: nn.Embedding) -> None:
+        self.embeddings.word_embeddings = value
+
+    @property
+    def length_multiple(self) -> int:
+        """Multiple of every chunk length in the layer schedule, which the padded length must be."""
+        multiple = 1
+        if "lsh" in self.config.attention_layers:
+            multiple = math.lcm(multiple, self.config.lsh_chunk_length)
+        if "local" in self.config.attention_layers:
+            multiple = math.lcm(multiple, self.config.local_chunk_length)
+        return multiple
+
+    def forward(
+        self,
+        input_ids: torch.LongTensor | None = None,
+        attention_mask: torch.Tensor | None = None,
+        position_ids: torch.LongTensor | None = None,
+        inputs_embeds: torch.Tensor | None = None,
+        num_hashes: int | None = None,
+        output_hidden_states: bool | None = None,
+        return_dict: bool | None = None,
+    ) -> BaseModelOutput | tuple:
+        """Encode a batch.
+
+        Args:
+            input_ids: ``[b, n]`` token ids. Give this or ``inputs_embeds``.
+            attention_mask: ``[b, n]``, 1 at real tokens and 0 at padding, on either side or
+                anywhere in the row.
+            position_ids: ``[b, n]`` or ``[n]`` position ids of the real tokens. By default the
+                real tokens of each row get 0, 1, 2, ... in order, whatever padding precedes them.
+            inputs_embeds: ``[b, n, hidden_size]`` embeddings in place of ``input_ids``.
+            num_hashes: Hash rounds of every LSH layer for this call; ``config.num_hashes`` by
+                default. More rounds make LSH attention closer to full attention.
+            output_hidden_states: Also return ``[b, n, 2 * hidden_size]`` hidden states after
+                the embeddings and after every layer. On the reversible path with gradients
+                enabled, the per-layer states are detached from the graph.
+            return_dict: Return a ``BaseModelOutput`` (the default) or a tuple.
+
+        Raises:
+            ValueError: for a missing or doubled input, ids outside the vocabulary, tensors of the
+                wrong shape, or more real tokens than ``max_position_embeddings``.
+        """
+        real, position_ids = self._validate_inputs(input_ids, attention_mask, position_ids, inputs_embeds, num_hashes)
+        length = real.shape[1]
+
+        # Move real tokens to the front of their rows so that every row is right-padded.
+        restore_idx = None
+        if not bool(real.all()):
+            order = torch.sort((~real).to(torch.int8), dim=1, stable=True).indices  # [b, n]
+            restore_idx = torch.argsort(order, dim=1)
+            real = real.gather(1, order)
+            if input_ids is not None:
+                input_ids = input_ids.gather(1, order)
+            else:
+                inputs_embeds = inputs_embeds.gather(1, order.unsqueeze(-1).expand_as(inputs_embeds))
+            if position_ids is not None:
+                position_ids = position_ids.gather(1, order)
+        if position_ids is None:
+            position_ids = torch.arange(length, device=real.device).expand(real.shape[0], length)
+        # Padded slots get a valid position id; their outputs are never used.
+        position_ids = position_ids.masked_fill(~real, 0)
+
+        hidden_states = self.embeddings(position_ids, input_ids=input_ids, inputs_embeds=inputs_embeds)
+        all_hidden_states = [] if output_hidden_states else None
+        if all_hidden_states is not None:
+            all_hidden_states.append(torch.cat([hidden_states, hidden_states], dim=-1))
+
+        # Pad to a multiple of every chunk length. The padding is masked as a key everywhere.
+        hidden_states = pad_to_multiple(hidden_states, self.length_multiple, dim=1)
+        key_padding_mask = pad_to_multiple(real, self.length_multiple, dim=1, value=False)
+        hidden_states = self.encoder(hidden_states, key_padding_mask, num_hashes, all_hidden_states)
+        hidden_states = self.dropout(self.layer_norm(hidden_states))
+
+        def restore(states: torch.Tensor) -> torch.Tensor:
+            states = states[:, :length]
+            if restore_idx is None:
+                return states
+            return states.gather(1, restore_idx.unsqueeze(-1).expand_as(states))
+
+        hidden_states = restore(hidden_states)
+        if all_hidden_states is not None:
+            all_hidden_states = tuple(restore(states) for states in all_hidden_states)
+        if return_dict is False:
+            return (hidden_states, all_hidden_states) if all_hidden_states is not None else (hidden_states,)
+        return BaseModelOutput(last_hidden_state=hidden_states, hidden_states=all_hidden_states)
+
+    def _validate_inputs(self, input_ids, attention_mask, position_ids, inputs_embeds, num_hashes):
+        """Check the inputs before any work; return the boolean mask and ``[b, n]`` position ids."""
+        config = self.config
+        if (input_ids is None) == (inputs_embeds is None):
+            raise ValueError("Pass exactly one of input_ids and inputs_embeds, got " + (
+                "both." if input_ids is not None else "neither."))
+        if input_ids is not None:
+            if input_ids.dim() != 2 or input_ids.dtype.is_floating_point or input_ids.dtype == torch.bool:
+                raise ValueError(
+                    f"input_ids must be an integer tensor of shape [batch_size, length], got dtype "
+                    f"{input_ids.dtype} and shape {list(input_ids.shape)}. Add a batch dim with input_ids[None]."
+                )
+            batch_size, length = input_ids.shape
+            device = input_ids.device
+        else:
+            if inputs_embeds.dim() != 3 or inputs_embeds.shape[-1] != config.hidden_size:
+                raise ValueError(
+                    f"inputs_embeds must have shape [batch_size, length, {config.hidden_size}], "
+                    f"got {list(inputs_embeds.shape)}."
+                )
+            batch_size, length = inputs_embeds.shape[:2]
+            device = inputs_embeds.device
+        if batch_size == 0 or length == 0:
+            raise ValueError(f"The input is empty: batch_size={batch_size}, length={length}. Pass at least one token.")
+        if input_ids is not None:
+            low, high = int(input_ids.min()), int(input_ids.max())
+            if low < 0 or high >= config.vocab_size:
+                bad = low if low < 0 else high
+                raise ValueError(
+                    f"input_ids contains id {bad}, outside the vocabulary [0, {config.vocab_size}). "
+                    f"Check that the tokenizer matches this model's vocab_size."
+                )
+
+        if attention_mask is None:
+            real = torch.ones(batch_size, length, dtype=torch.bool, device=device)
+        else:
+            if tuple(attention_mask.shape) != (batch_size, length):
+                raise ValueError(
+                    f"attention_mask must have shape [batch_size, length] = {[batch_size, length]}, "
+                    f"got {list(attention_mask.shape)}. Pass the mask that the tokenizer returned with the input."
+                )
+            if not bool(((attention_mask == 0) | (attention_mask == 1)).all()):
+                raise ValueError("attention_mask must contain only 0 (padding) and 1 (real token).")
+            real = attention_mask.to(device=device, dtype=torch.bool)
+
+        capacity = config.max_position_embeddings
+        if position_ids is not None:
+            if position_ids.dim() == 1:
+                position_ids = position_ids.unsqueeze(0)
+            if position_ids.dim() != 2 or position_ids.shape[1] != length or position_ids.shape[0] not in (1, batch_size):
+                raise ValueError(
+                    f"position_ids must have shape [batch_size, length] = {[batch_size, length]} or [length], "
+                    f"got {list(position_ids.shape)}."
+                )
+            position_ids = position_ids.to(device).expand(batch_size, length)
+            real_positions = position_ids[real]
+            if real_positions.numel() and (int(real_positions.min()) < 0 or int(real_positions.max()) >= capacity):
+                raise ValueError(
+                    f"position_ids must lie in [0, {capacity}) (max_position_embeddings), got values from "
+                    f"{int(real_positions.min())} to {int(real_positions.max())}."
+                )
+        else:
+            longest = int(real.sum(dim=1).max())
+            if longest > capacity:
+                raise ValueError(
+                    f"The input has {longest} real tokens in a row, more than the {capacity} positions the model "
+                    f"embeds (max_position_embeddings). Truncate the input to {capacity} tokens, or train a model "
+                    f"with a larger axial_pos_shape."
+                )
+        if num_hashes is not None and (isinstance(num_hashes, bool) or not isinstance(num_hashes, int) or num_hashes < 1):
+            raise ValueError(f"num_hashes must be a positive int or None, got {num_hashes!r}.")
+        return real, position_ids
+
+
+class ReformerForCausalLM(ReformerPreTrainedModel, GenerationMixin):
+    """Reformer with a next-token prediction head, for pretraining and generation.
+
+    Requires ``config.is_decoder=True``. The loss is the mean cross-entropy of predicting
+    ``labels[:, t + 1]`` from positions up to ``t``; labels of -100 are ignored.
+    """
+
+    def __init__(self, config: ReformerConfig):
+        if not config.is_decoder:
+            raise ValueError(
+                "ReformerForCausalLM needs a causal model, but the config has is_decoder=False. "
+                "Build the config with is_decoder=True."
+            )
+        super().__init__(config)
+        self.reformer = ReformerModel(config)
+        self.lm_head = nn.Linear(2 * config.hidden_size, config.vocab_size)
+        self.post_init()
+
+    def get_output_embeddings(self) -> nn.Linear:
+        return self.lm_head
+
+    def set_output_embeddings(self, value: nn.Linear) -> None:
+        self.lm_head = value
+
+    def forward(
+        self,
+        input_ids: torch.LongTensor | None = None,
+        attention_mask: torch.Tensor | None = None,
+        position_ids: torch.LongTensor | None = None,
+        inputs_embeds: torch.Tensor | None = None,
+        labels: torch.LongTensor | None = None,
+        num_hashes: int | None = None,
+        output_hidden_states: bool | None = None,
+        return_dict: bool | None = None,
+    ) -> CausalLMOutput | tuple:
+        """Predict the next token at every position; see ``ReformerModel.forward`` for the inputs.
+
+        Args:
+            labels: ``[b, n]`` target ids, usually ``input_ids`` with padding set to -100. The
+                model shifts them by one position itself.
+        """
+        outputs = self.reformer(
+            input_ids=input_ids,
+            attention_mask=attention_mask,
+            position_ids=position_ids,
+            inputs_embeds=inputs_embeds,
+            num_hashes=num_hashes,
+            output_hidden_states=output_hidden_states,
+        )
+        logits = self.lm_head(outputs.last_hidden_state)
+
+        loss = None
+        if labels is not None:
+            if tuple(labels.shape) != tuple(logits.shape[:2]):
+                raise ValueError(
+                    f"labels must have the input's shape {list(logits.shape[:2])}, got {list(labels.shape)}."
+                )
+            targets = labels[:, 1:].to(logits.device)
+            bad = (targets != -100) & ((targets < 0) | (targets >= self.config.vocab_size))
+            if bool(bad.any()):
+                raise ValueError(
+                    f"labels contains id {int(targets[bad][0])}, outside the vocabulary [0, {self.config.vocab_size}) "
+                    f"and not the ignore index -100."
+                )
+            loss = nn.functional.cross_entropy(
+                logits[:, :-1].float().reshape(-1, logits.shape[-1]), targets.reshape(-1), ignore_index=-100
+            )
+
+        if return_dict is False:
+            result = (logits,) + ((outputs.hidden_states,) if outputs.hidden_states is not None else ())
+            return ((loss,) + result) if loss is not None else result
+        return CausalLMOutput(loss=loss, logits=logits, hidden_states=outputs.hidden_states)
+
+    def prepare_inputs_for_generation(self, input_ids, attention_mask=None, num_hashes=None, **kwargs):
+        """Feed the whole sequence at every step: the model keeps no cache between steps."""
+        # NOTE: without a cache each new token costs a forward pass over the whole sequence.
+        return {"input_ids": input_ids, "attention_mask": attention_mask, "num_hashes": num_hashes}

@@ -1,0 +1,212 @@
+"""Reversible residual layers (Gomez et al., 2017, as used by the Reformer).
+
+Each layer maps two streams ``x1, x2`` to ``y1 = x1 + f(x2)`` and ``y2 = x2 + g(y1)``, where ``f`` is
+the attention block and ``g`` the feed-forward block. The inputs follow from the outputs,
+``x2 = y2 - g(y1)`` and ``x1 = y1 - f(x2)``, so the backward pass rebuilds them layer by layer
+instead of storing every layer's activations: only one layer's activations exist at a time,
+whatever the depth.
+
+The recomputation must match the forward pass exactly. Before each block the forward pass records
+torch's random number generator state, which the backward pass restores so that dropout draws the
+same masks, and it keeps each LSH layer's buckets, which the backward pass reuses instead of hashing
+the rebuilt (and so slightly different) inputs again.
+
+All parameters are explicit inputs of the autograd function. Their gradients are returned to
+autograd instead of being accumulated by hand, so the parameters get gradients even when the input
+embeddings do not require any, and hooks such as DistributedDataParallel's fire as usual.
+"""
+
+import contextlib
+from dataclasses import dataclass
+
+import torch
+from torch import nn
+
+from .configuration import ReformerConfig
+from .feed_forward import ChunkedFeedForward
+from .local_attention import FullSelfAttention, LocalSelfAttention
+from .lsh_attention import LSHSelfAttention
+
+_ATTENTION_CLASSES = {"lsh": LSHSelfAttention, "local": LocalSelfAttention, "full": FullSelfAttention}
+
+
+class AttentionBlock(nn.Module):
+    """Layer norm, self-attention of the layer's kind, output projection and dropout: the ``f`` block."""
+
+    def __init__(self, config: ReformerConfig, layer_idx: int):
+        super().__init__()
+        self.layer_norm = nn.LayerNorm(config.hidden_size, eps=config.layer_norm_eps)
+        self.self_attention = _ATTENTION_CLASSES[config.attention_layers[layer_idx]](config, layer_idx)
+        all_head_size = config.num_attention_heads * config.attention_head_size
+        self.output = nn.Linear(all_head_size, config.hidden_size, bias=False)
+        self.dropout = nn.Dropout(config.hidden_dropout_prob)
+
+    def forward(
+        self,
+        hidden_states: torch.Tensor,
+        key_padding_mask: torch.Tensor,
+        num_hashes: int | None = None,
+        buckets: torch.Tensor | None = None,
+    ) -> tuple[torch.Tensor, torch.Tensor | None]:
+        attention_outputs, buckets = self.self_attention(
+            self.layer_norm(hidden_states), key_padding_mask, num_hashes=num_hashes, buckets=buckets
+        )
+        return self.dropout(self.output(attention_outputs)), buckets
+
+
+class ReformerLayer(nn.Module):
+    """One layer: ``y1 = x1 + f(x2)``, ``y2 = x2 + g(y1)``."""
+
+    def __init__(self, config: ReformerConfig, layer_idx: int):
+        super().__init__()
+        self.attention = AttentionBlock(config, layer_idx)
+        self.feed_forward = ChunkedFeedForward(config)
+
+    def forward(
+        self, x1: torch.Tensor, x2: torch.Tensor, key_padding_mask: torch.Tensor, num_hashes: int | None = None
+    ) -> tuple[torch.Tensor, torch.Tensor]:
+        """Run the layer with ordinary autograd, storing activations: the irreversible path."""
+        attention_outputs, _ = self.attention(x2, key_padding_mask, num_hashes=num_hashes)
+        y1 = x1 + attention_outputs
+        y2 = x2 + self.feed_forward(y1)
+        return y1, y2
+
+
+@dataclass
+class _RngState:
+    """State of torch's default generators for the CPU and, if used, one CUDA device."""
+
+    cpu: torch.Tensor
+    cuda: torch.Tensor | None
+    device: torch.device
+
+    @classmethod
+    def capture(cls, device: torch.device) -> "_RngState":
+        cuda_state = torch.cuda.get_rng_state(device) if device.type == "cuda" else None
+        return cls(torch.get_rng_state(), cuda_state, device)
+
+    @contextlib.contextmanager
+    def replay(self):
+        """Run the body from this state and restore the outer state afterwards."""
+        devices = [self.device] if self.device.type == "cuda" else []
+        with torch.random.fork_rng(devices=devices):
+            torch.set_rng_state(self.cpu)
+            if self.cuda is not None:
+                torch.cuda.set_rng_state(self.cuda, self.device)
+            yield
+
+
+@dataclass
+class _LayerRecord:
+    attention_rng: _RngState
+    feed_forward_rng: _RngState
+    buckets: torch.Tensor | None
+
+
+class _ReversibleStackFunction(torch.autograd.Function):
+    """Forward through all layers without storing activations; rebuild them in the backward pass."""
+
+    @staticmethod
+    def forward(ctx, x1, x2, key_padding_mask, layers, num_hashes, hidden_states_out, *params):
+        records = []
+        with torch.no_grad():
+            for layer in layers:
+                attention_rng = _RngState.capture(x2.device)
+                attention_outputs, buckets = layer.attention(x2, key_padding_mask, num_hashes=num_hashes)
+                y1 = x1 + attention_outputs
+                feed_forward_rng = _RngState.capture(x2.device)
+                y2 = x2 + layer.feed_forward(y1)
+                records.append(_LayerRecord(attention_rng, feed_forward_rng, buckets))
+                if hidden_states_out is not None:
+                    hidden_states_out.append(torch.cat([y1, y2], dim=-1))
+                x1, x2 = y1, y2
+
+        ctx.layers = layers
+        ctx.records = records
+        ctx.num_hashes = num_hashes
+        ctx.params = params
+        ctx.save_for_backward(y1, y2, key_padding_mask)
+        return y1, y2
+
+    @staticmethod
+    def backward(ctx, dy1, dy2):
+        y1, y2, key_padding_mask = ctx.saved_tensors
+        param_index = {id(param): index for index, param in enumerate(ctx.params)}
+        param_grads = [None] * len(ctx.params)
+
+        def accumulate(params, grads):
+            for param, grad in zip(params, grads):
+                if grad is None:
+                    continue
+                index = param_index[id(param)]
+                param_grads[index] = grad if param_grads[index] is None else param_grads[index] + grad
+
+        for layer, record in zip(reversed(ctx.layers), reversed(ctx.records)):
+            # Feed-forward block, one slice of positions at a time: x2 = y2 - g(y1).
+            feed_forward_params = [p for p in layer.feed_forward.parameters() if p.requires_grad]
+            feed_forward_outputs, dy1_from_g = [], []
+            with record.feed_forward_rng.replay(), torch.enable_grad():
+                for part in layer.feed_forward.chunk_slices(y1.shape[1]):
+                    y1_part = y1[:, part].detach().requires_grad_(True)
+                    g_part = layer.feed_forward.forward_chunk(y1_part)
+                    grads = torch.autograd.grad(
+                        g_part, [y1_part, *feed_forward_params], dy2[:, part], allow_unused=True
+                    )
+                    dy1_from_g.append(grads[0])
+                    accumulate(feed_forward_params, grads[1:])
+                    feed_forward_outputs.append(g_part.detach())
+            x2 = y2 - torch.cat(feed_forward_outputs, dim=1)
+            dy1 = dy1 + torch.cat(dy1_from_g, dim=1)
+
+            # Attention block with the recorded buckets: x1 = y1 - f(x2).
+            attention_params = [p for p in layer.attention.parameters() if p.requires_grad]
+            with record.attention_rng.replay(), torch.enable_grad():
+                x2_leaf = x2.detach().requires_grad_(True)
+                attention_outputs, _ = layer.attention(
+                    x2_leaf, key_padding_mask, num_hashes=ctx.num_hashes, buckets=record.buckets
+                )
+                grads = torch.autograd.grad(attention_outputs, [x2_leaf, *attention_params], dy1, allow_unused=True)
+            accumulate(attention_params, grads[1:])
+            x1 = y1 - attention_outputs.detach()
+            dy2 = dy2 + grads[0]
+            y1, y2 = x1, x2
+
+        return (dy1, dy2, None, None, None, None, *param_grads)
+
+
+class ReformerStack(nn.Module):
+    """The layers of the model, run reversibly or with ordinary autograd as the config says."""
+
+    def __init__(self, config: ReformerConfig):
+        super().__init__()
+        self.reversible = config.reversible
+        self.layers = nn.ModuleList(ReformerLayer(config, index) for index in range(config.num_hidden_layers))
+
+    def forward(
+        self,
+        hidden_states: torch.Tensor,
+        key_padding_mask: torch.Tensor,
+        num_hashes: int | None = None,
+        hidden_states_out: list | None = None,
+    ) -> torch.Tensor:
+        """Run both streams from ``hidden_states`` ``[b, n, D]`` and return ``[y1; y2]`` ``[b, n, 2D]``.
+
+        ``hidden_states_out``, when given, receives ``[y1; y2]`` after every layer. On the
+        reversible path with gradients enabled these copies are detached from the graph.
+        """
+        x1, x2 = hidden_states, hidden_states
+        needs_grad = torch.is_grad_enabled() and (
+            hidden_states.requires_grad or any(p.requires_grad for p in self.parameters())
+        )
+        if self.reversible and needs_grad:
+            params = [p for p in self.parameters() if p.requires_grad]
+            y1, y2 = _ReversibleStackFunction.apply(
+                x1, x2, key_padding_mask, self.layers, num_hashes, hidden_states_out, *params
+            )
+            return torch.cat([y1, y2], dim=-1)
+
+        for layer in self.layers:
+            x1, x2 = layer(x1, x2, key_padding_mask, num_hashes=num_hashes)
+            if hidden_states_out is not None:
+                hidden_states_out.append(torch.cat([x1, x2], dim=-1))
+        return torch.cat([x1, x2], dim=-1)
