@@ -1,9 +1,10 @@
 """Reformer for Hugging Face transformers: LSH and local attention, reversible layers, any length."""
 
-from transformers import AutoConfig, AutoModel, AutoModelForCausalLM
+from transformers import AutoConfig, AutoModel, AutoModelForCausalLM, AutoTokenizer
 
 from .configuration import ReformerConfig
 from .modeling import ReformerForCausalLM, ReformerModel, ReformerPreTrainedModel
+from .tokenization import ReformerByteTokenizer
 
 __version__ = "0.1.0"
 
@@ -13,5 +14,15 @@ AutoConfig.register(ReformerConfig.model_type, ReformerConfig)
 # transformers' Reformer keeps resolving to its own models.
 AutoModel.register(ReformerConfig, ReformerModel, exist_ok=True)
 AutoModelForCausalLM.register(ReformerConfig, ReformerForCausalLM, exist_ok=True)
+# Registration lets AutoTokenizer resolve the tokenizer_class field of a saved tokenizer_config.json.
+# It needs exist_ok=True for the same class-name reason as the models.
+AutoTokenizer.register(ReformerConfig, ReformerByteTokenizer, exist_ok=True)
 
-__all__ = ["ReformerConfig", "ReformerForCausalLM", "ReformerModel", "ReformerPreTrainedModel", "__version__"]
+__all__ = [
+    "ReformerByteTokenizer",
+    "ReformerConfig",
+    "ReformerForCausalLM",
+    "ReformerModel",
+    "ReformerPreTrainedModel",
+    "__version__",
+]

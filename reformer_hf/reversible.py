@@ -103,6 +103,11 @@ class _LayerRecord:
     buckets: torch.Tensor | None
 
 
+def _autocast(state: tuple[str, torch.dtype, bool]) -> torch.autocast:
+    device_type, dtype, enabled = state
+    return torch.autocast(device_type, dtype=dtype, enabled=enabled)
+
+
 class _ReversibleStackFunction(torch.autograd.Function):
     """Forward through all layers without storing activations; rebuild them in the backward pass."""
 
@@ -123,6 +128,9 @@ class _ReversibleStackFunction(torch.autograd.Function):
 
         ctx.layers = layers
         ctx.records = records
+        # The backward pass runs outside any autocast region, so it re-enters the forward pass's own.
+        device_type = x2.device.type
+        ctx.autocast = (device_type, torch.get_autocast_dtype(device_type), torch.is_autocast_enabled(device_type))
         ctx.num_hashes = num_hashes
         ctx.params = params
         ctx.save_for_backward(y1, y2, key_padding_mask)
@@ -145,7 +153,7 @@ class _ReversibleStackFunction(torch.autograd.Function):
             # Feed-forward block, one slice of positions at a time: x2 = y2 - g(y1).
             feed_forward_params = [p for p in layer.feed_forward.parameters() if p.requires_grad]
             feed_forward_outputs, dy1_from_g = [], []
-            with record.feed_forward_rng.replay(), torch.enable_grad():
+            with record.feed_forward_rng.replay(), torch.enable_grad(), _autocast(ctx.autocast):
                 for part in layer.feed_forward.chunk_slices(y1.shape[1]):
                     y1_part = y1[:, part].detach().requires_grad_(True)
                     g_part = layer.feed_forward.forward_chunk(y1_part)
@@ -160,7 +168,7 @@ class _ReversibleStackFunction(torch.autograd.Function):
 
             # Attention block with the recorded buckets: x1 = y1 - f(x2).
             attention_params = [p for p in layer.attention.parameters() if p.requires_grad]
-            with record.attention_rng.replay(), torch.enable_grad():
+            with record.attention_rng.replay(), torch.enable_grad(), _autocast(ctx.autocast):
                 x2_leaf = x2.detach().requires_grad_(True)
                 attention_outputs, _ = layer.attention(
                     x2_leaf, key_padding_mask, num_hashes=ctx.num_hashes, buckets=record.buckets
