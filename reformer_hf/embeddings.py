@@ -15,6 +15,12 @@ from torch import nn
 from .configuration import ReformerConfig
 
 
+def axial_strides(axial_pos_shape: list[int]) -> torch.Tensor:
+    """Place value of each axis in a position id, for example [128, 1] for the shape [128, 128]."""
+    strides = [math.prod(axial_pos_shape[axis + 1 :]) for axis in range(len(axial_pos_shape))]
+    return torch.tensor(strides, dtype=torch.long)
+
+
 class AxialPositionEmbeddings(nn.Module):
     """Position embeddings factorised over the axes of ``config.axial_pos_shape``."""
 
@@ -25,9 +31,10 @@ class AxialPositionEmbeddings(nn.Module):
             nn.Parameter(torch.empty(axis_length, width))
             for axis_length, width in zip(config.axial_pos_shape, config.axial_pos_embds_dim)
         )
-        # Place value of each axis in a position id, for example [128, 1] for the shape [128, 128].
-        strides = [math.prod(self.axial_pos_shape[axis + 1 :]) for axis in range(len(self.axial_pos_shape))]
-        self.register_buffer("strides", torch.tensor(strides, dtype=torch.long), persistent=False)
+        # Not saved with the weights, so ReformerPreTrainedModel._init_weights sets it again after loading.
+        # The buffer also keeps initialize_weights (transformers 5.25) from skipping this module: for custom
+        # code it passes over modules without an uninitialised parameter or buffer of their own.
+        self.register_buffer("strides", axial_strides(self.axial_pos_shape), persistent=False)
 
     def forward(self, position_ids: torch.Tensor) -> torch.Tensor:
         """Embed ``position_ids`` ``[b, n]`` into ``[b, n, hidden_size]``."""

@@ -16,7 +16,7 @@ from transformers.modeling_outputs import BaseModelOutput, CausalLMOutput
 
 from .chunking import pad_to_multiple
 from .configuration import ReformerConfig
-from .embeddings import AxialPositionEmbeddings, ReformerEmbeddings
+from .embeddings import AxialPositionEmbeddings, ReformerEmbeddings, axial_strides
 from .reversible import ReformerStack
 
 
@@ -34,6 +34,9 @@ class ReformerPreTrainedModel(PreTrainedModel):
         if isinstance(module, AxialPositionEmbeddings):
             for weight in module.weights:
                 nn.init.normal_(weight, mean=0.0, std=self.config.initializer_range)
+            # from_pretrained (transformers 5.25) builds the model on the meta device and leaves
+            # non-persistent buffers uninitialised, then calls this method to fill them.
+            module.strides.copy_(axial_strides(module.axial_pos_shape))
 
 
 class ReformerModel(ReformerPreTrainedModel):
@@ -256,6 +259,20 @@ class ReformerForCausalLM(ReformerPreTrainedModel, GenerationMixin):
             labels: ``[b, n]`` target ids, usually ``input_ids`` with padding set to -100. The
                 model shifts them by one position itself.
         """
+        if labels is not None:
+            # Check the inputs, then the labels, so that a bad label raises before the forward pass.
+            self.reformer._validate_inputs(input_ids, attention_mask, position_ids, inputs_embeds, num_hashes)
+            input_shape = list((input_ids if input_ids is not None else inputs_embeds).shape[:2])
+            if list(labels.shape) != input_shape:
+                raise ValueError(f"labels must have the input's shape {input_shape}, got {list(labels.shape)}.")
+            targets = labels[:, 1:]
+            bad = (targets != -100) & ((targets < 0) | (targets >= self.config.vocab_size))
+            if bool(bad.any()):
+                raise ValueError(
+                    f"labels contains id {int(targets[bad][0])}, outside the vocabulary [0, {self.config.vocab_size}) "
+                    f"and not the ignore index -100."
+                )
+
         outputs = self.reformer(
             input_ids=input_ids,
             attention_mask=attention_mask,
@@ -268,17 +285,7 @@ class ReformerForCausalLM(ReformerPreTrainedModel, GenerationMixin):
 
         loss = None
         if labels is not None:
-            if tuple(labels.shape) != tuple(logits.shape[:2]):
-                raise ValueError(
-                    f"labels must have the input's shape {list(logits.shape[:2])}, got {list(labels.shape)}."
-                )
             targets = labels[:, 1:].to(logits.device)
-            bad = (targets != -100) & ((targets < 0) | (targets >= self.config.vocab_size))
-            if bool(bad.any()):
-                raise ValueError(
-                    f"labels contains id {int(targets[bad][0])}, outside the vocabulary [0, {self.config.vocab_size}) "
-                    f"and not the ignore index -100."
-                )
             loss = nn.functional.cross_entropy(
                 logits[:, :-1].float().reshape(-1, logits.shape[-1]), targets.reshape(-1), ignore_index=-100
             )
