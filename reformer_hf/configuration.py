@@ -47,6 +47,12 @@ class ReformerConfig(PretrainedConfig):
             which ``transformers.set_seed`` makes reproducible.
         lsh_same_bucket_only: Attend only to keys in the query's own bucket, not to every key in the
             neighbouring chunks (the paper's exact formulation).
+        lsh_strictly_causal: With ``is_decoder``, let each query attend only to earlier keys in its
+            own bucket, at most ``lsh_num_chunks_before * lsh_chunk_length`` sorted slots back.
+            Then no output depends on a later token. With ``False`` a query attends to its whole
+            chunk window as in the paper's implementation, but which keys share a chunk depends on
+            the buckets of later tokens, so outputs at a position can change when later tokens
+            change.
         lsh_duplicate_correction: With several hash rounds, subtract the log of the number of
             rounds in which a query attends a key, so that a pair found in several rounds is
             counted once (the paper's appendix).
@@ -95,6 +101,7 @@ class ReformerConfig(PretrainedConfig):
         num_hashes: int = 1,
         hash_seed: int | None = None,
         lsh_same_bucket_only: bool = False,
+        lsh_strictly_causal: bool = True,
         lsh_duplicate_correction: bool = False,
         local_chunk_length: int = 64,
         local_num_chunks_before: int = 1,
@@ -130,6 +137,7 @@ class ReformerConfig(PretrainedConfig):
         self.num_hashes = num_hashes
         self.hash_seed = hash_seed
         self.lsh_same_bucket_only = lsh_same_bucket_only
+        self.lsh_strictly_causal = lsh_strictly_causal
         self.lsh_duplicate_correction = lsh_duplicate_correction
         self.local_chunk_length = local_chunk_length
         self.local_num_chunks_before = local_num_chunks_before
@@ -219,6 +227,14 @@ class ReformerConfig(PretrainedConfig):
                         f"{name} must be 0 when is_decoder=True, got {getattr(self, name)}: causal attention "
                         f"never looks at later chunks. Set {name}=0 or is_decoder=False."
                     )
+
+        if self.is_decoder and self.lsh_strictly_causal and "lsh" in self.attention_layers:
+            if self.lsh_num_chunks_before == 0:
+                raise ValueError(
+                    "lsh_num_chunks_before must be at least 1 when is_decoder=True and lsh_strictly_causal=True, "
+                    "got 0: a query's earlier bucket-mates can sit in the chunk before it. "
+                    "Set lsh_num_chunks_before=1 or lsh_strictly_causal=False."
+                )
 
     def _validate_buckets(self) -> None:
         num_buckets = self.num_buckets

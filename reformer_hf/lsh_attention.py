@@ -71,21 +71,25 @@ def gather_rounds(tensor: torch.Tensor, sorted_idx: torch.Tensor) -> torch.Tenso
 
 
 def count_shared_windows(
-    chunk_of: torch.Tensor,
+    slot_of: torch.Tensor,
     query_positions: torch.Tensor,
     key_positions: torch.Tensor,
+    chunk_length: int,
     num_before: int,
     num_after: int,
     buckets: torch.Tensor | None,
+    max_slot_gap: int | None = None,
 ) -> torch.Tensor:
     """Count in how many hash rounds each query attends each key of its window.
 
     Args:
-        chunk_of: ``[b, h, r, n]`` chunk index of every position in every round.
+        slot_of: ``[b, h, r, n]`` index of every position in each round's sorted order.
         query_positions: ``[b, h, r, c, w]``.
         key_positions: ``[b, h, r, c, k]``, with -1 in slots outside the sequence.
-        num_before, num_after: The chunk window.
+        chunk_length, num_before, num_after: The chunk window.
         buckets: ``[b, h, r, n]`` when queries attend only to their own bucket, else ``None``.
+        max_slot_gap: With strictly causal attention, the largest number of sorted slots a key
+            may lie behind its query; it replaces the chunk window.
 
     Returns:
         ``[b, h, r, c, w, k]`` counts, at least 1 where the key lies in the window of this round.
@@ -94,11 +98,15 @@ def count_shared_windows(
     k = key_positions.shape[-1]
     flat_queries = query_positions.reshape(b, h, 1, -1).expand(b, h, r, -1)
     flat_keys = key_positions.clamp(min=0).reshape(b, h, 1, -1).expand(b, h, r, -1)
-    # Chunk of each query and key in every round t: [b, h, t, r * c * w] and [b, h, t, r * c * k].
-    query_chunks = chunk_of.gather(3, flat_queries).reshape(b, h, r, r, c, w, 1)
-    key_chunks = chunk_of.gather(3, flat_keys).reshape(b, h, r, r, c, 1, k)
-    offset = key_chunks - query_chunks  # [b, h, t, r, c, w, k]
-    shared = (offset >= -num_before) & (offset <= num_after)
+    # Slot of each query and key in every round t: [b, h, t, r, c, w, 1] and [b, h, t, r, c, 1, k].
+    query_slots = slot_of.gather(3, flat_queries).reshape(b, h, r, r, c, w, 1)
+    key_slots = slot_of.gather(3, flat_keys).reshape(b, h, r, r, c, 1, k)
+    if max_slot_gap is None:
+        offset = key_slots // chunk_length - query_slots // chunk_length
+        shared = (offset >= -num_before) & (offset <= num_after)
+    else:
+        gap = query_slots - key_slots
+        shared = (gap >= 0) & (gap <= max_slot_gap)
     if buckets is not None:
         query_buckets = buckets.gather(3, flat_queries).reshape(b, h, r, r, c, w, 1)
         key_buckets = buckets.gather(3, flat_keys).reshape(b, h, r, r, c, 1, k)
@@ -136,7 +144,8 @@ class LSHSelfAttention(nn.Module):
         self.default_num_hashes = config.num_hashes
         self.hash_seed = config.hash_seed
         self.is_decoder = config.is_decoder
-        self.same_bucket_only = config.lsh_same_bucket_only
+        self.strictly_causal = config.is_decoder and config.lsh_strictly_causal
+        self.same_bucket_only = config.lsh_same_bucket_only or self.strictly_causal
         self.duplicate_correction = config.lsh_duplicate_correction
 
         all_head_size = self.num_heads * self.head_size
@@ -233,6 +242,16 @@ class LSHSelfAttention(nn.Module):
             query_buckets = split_into_chunks(sorted_buckets, w, dim=3)
             key_buckets = look_adjacent(query_buckets, before, after, 3, -1)
             allowed = allowed & (key_buckets.unsqueeze(-2) == query_buckets.unsqueeze(-1))
+        max_slot_gap = before * w if self.strictly_causal else None
+        if max_slot_gap is not None:
+            # Which keys share a chunk with a query depends on how many later tokens sort before
+            # it. Inside one bucket, though, the sorted slots of earlier tokens do not move when
+            # later tokens change, so "own bucket, at most before * w slots back" is a window
+            # that only earlier tokens decide. The chunk window always contains it.
+            query_slots = split_into_chunks(torch.arange(n, device=query.device), w, dim=0)  # [c, w]
+            key_slots = look_adjacent(query_slots, before, after, chunk_dim=0, fill_value=-1)  # [c, k]
+            gap = query_slots.unsqueeze(-1) - key_slots.unsqueeze(-2)  # [c, w, k]
+            allowed = allowed & (gap >= 0) & (gap <= max_slot_gap)
         logit_bias = torch.zeros(allowed.shape, dtype=torch.float32, device=query.device)
         logit_bias = logit_bias.masked_fill(~allowed, MASK_VALUE)
         # Under shared QK a query's key is its own direction, so its own logit is nearly always the
@@ -240,9 +259,9 @@ class LSHSelfAttention(nn.Module):
         is_self = key_positions.unsqueeze(-2) == query_positions.unsqueeze(-1)
         logit_bias = logit_bias.masked_fill(is_self, SELF_MASK_VALUE)
         if self.duplicate_correction and sorted_idx.shape[2] > 1:
-            chunk_of = undo_sort_idx // w  # [b, h, r, n]
             counts = count_shared_windows(
-                chunk_of, query_positions, key_positions, before, after, buckets if self.same_bucket_only else None
+                undo_sort_idx, query_positions, key_positions, w, before, after,
+                buckets if self.same_bucket_only else None, max_slot_gap,
             )
             logit_bias = logit_bias - torch.log(counts.clamp(min=1).float())
 

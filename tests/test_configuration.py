@@ -19,6 +19,7 @@ def test_defaults_valid():
     assert config.num_hidden_layers == 6
     assert config.max_position_embeddings == 128 * 128
     assert config.is_decoder is True
+    assert config.lsh_strictly_causal is True
 
 
 def test_max_positions_derived_from_axial_shape(tiny_config):
@@ -53,11 +54,12 @@ def test_dict_round_trip(tiny_config):
 
 
 def test_json_round_trip(tiny_config, tmp_path):
-    config = tiny_config(num_buckets=(2, 4), hash_seed=7)
+    config = tiny_config(num_buckets=(2, 4), hash_seed=7, lsh_strictly_causal=False)
     config.save_pretrained(tmp_path)
     restored = ReformerConfig.from_pretrained(tmp_path)
     assert restored.num_buckets == [2, 4]
     assert restored.hash_seed == 7
+    assert restored.lsh_strictly_causal is False
     assert restored.attention_layers == ["lsh", "local"]
 
 
@@ -144,6 +146,29 @@ def test_look_ahead_with_decoder(tiny_config, name):
 @pytest.mark.parametrize("name", ["lsh_num_chunks_after", "local_num_chunks_after"])
 def test_look_ahead_without_decoder_valid(tiny_config, name):
     assert getattr(tiny_config(is_decoder=False, **{name: 1}), name) == 1
+
+
+def test_strict_causal_without_look_back(tiny_config):
+    with pytest.raises(ValueError) as error:
+        tiny_config(lsh_num_chunks_before=0)
+    assert str(error.value) == (
+        "lsh_num_chunks_before must be at least 1 when is_decoder=True and lsh_strictly_causal=True, got 0: "
+        "a query's earlier bucket-mates can sit in the chunk before it. "
+        "Set lsh_num_chunks_before=1 or lsh_strictly_causal=False."
+    )
+
+
+@pytest.mark.parametrize(
+    "overrides",
+    [
+        dict(lsh_strictly_causal=False),
+        dict(is_decoder=False),
+        dict(attention_layers=["local", "full"]),
+    ],
+    ids=["chunk-window", "bidirectional", "no-lsh-layer"],
+)
+def test_no_look_back_valid(tiny_config, overrides):
+    assert tiny_config(lsh_num_chunks_before=0, **overrides).lsh_num_chunks_before == 0
 
 
 @pytest.mark.parametrize("value", [[2], [2, 2, 2]])

@@ -3,6 +3,12 @@
 The references are written here with plain torch. A query ``q`` and key ``k`` share one projection
 ``s``: the query is ``s * d**-0.5``, the key is ``s / |s| * d**-0.5``, a masked key gets -1e9 and a
 query's own key -1e5 added to its logit.
+
+Two windows decide which keys a hash round finds. The chunk window of the Reformer paper (Kitaev,
+Kaiser and Levskaya, 2020) contains the keys in the query's chunk of the (bucket, position) sort
+and in its neighbouring chunks. The strictly causal window of decoders (``lsh_strictly_causal=True``,
+the default) contains the keys in the query's own bucket at or before it, at most
+``lsh_num_chunks_before * lsh_chunk_length`` sorted slots back.
 """
 
 import pytest
@@ -68,39 +74,53 @@ def full_shared_qk_attention(attention, hidden_states, key_padding_mask, causal)
     return merge_heads(probs @ values)
 
 
-def window_counts(buckets: torch.Tensor, chunk_length: int, before: int, after: int, same_bucket_only: bool):
-    """Count the hash rounds in which query ``i`` finds key ``j``: ``[b, h, n, n]``.
+def sorted_slots(buckets: torch.Tensor) -> torch.Tensor:
+    """Compute the slot ``[b, h, r, n]`` of each position in its round's (bucket, position) sort.
 
-    Computed without sorting: the rank of a position in a round is the number of positions whose
-    (bucket, position) pair is smaller, and its chunk is the rank divided by the chunk length.
+    Computed without sorting: the slot is the number of positions whose (bucket, position) pair is
+    smaller.
     """
     n = buckets.shape[-1]
     positions = torch.arange(n)
     query_buckets, key_buckets = buckets[..., :, None], buckets[..., None, :]  # [b, h, r, n, 1], [b, h, r, 1, n]
     same_bucket_earlier = (key_buckets == query_buckets) & (positions < positions[:, None])
     key_sorts_first = (key_buckets < query_buckets) | same_bucket_earlier
-    chunk = key_sorts_first.sum(dim=-1) // chunk_length  # [b, h, r, n]
+    return key_sorts_first.sum(dim=-1)
+
+
+def same_bucket_pairs(buckets: torch.Tensor) -> torch.Tensor:
+    """Mask ``[b, h, r, query, key]`` of the pairs that share a bucket in a round."""
+    return buckets[..., :, None] == buckets[..., None, :]
+
+
+def window_counts(buckets: torch.Tensor, chunk_length: int, before: int, after: int, same_bucket_only: bool):
+    """Count the hash rounds in which query ``i`` finds key ``j`` in its chunk window: ``[b, h, n, n]``."""
+    chunk = sorted_slots(buckets) // chunk_length  # [b, h, r, n]
     offset = chunk[..., None, :] - chunk[..., :, None]  # [b, h, r, query, key]
     found = (offset >= -before) & (offset <= after)
     if same_bucket_only:
-        found = found & (key_buckets == query_buckets)
+        found = found & same_bucket_pairs(buckets)
     return found.sum(dim=2)
 
 
-def brute_force_lsh(attention, hidden_states, key_padding_mask, buckets, count_each_key_once):
+def strict_window_counts(buckets: torch.Tensor, max_slot_gap: int) -> torch.Tensor:
+    """Count the hash rounds in which query ``i`` finds key ``j`` in its strictly causal window: ``[b, h, n, n]``.
+
+    The key must share the query's bucket and sit 0 to ``max_slot_gap`` sorted slots before it.
+    """
+    slots = sorted_slots(buckets)
+    gap = slots[..., :, None] - slots[..., None, :]  # [b, h, r, query, key]: query slot minus key slot
+    found = same_bucket_pairs(buckets) & (gap >= 0) & (gap <= max_slot_gap)
+    return found.sum(dim=2)
+
+
+def attend_found_keys(attention, hidden_states, key_padding_mask, counts, count_each_key_once):
     """Attend over the keys that any hash round finds, each weighted by how often it is found.
 
     Combining rounds by their log-sum-exp gives a key found in ``c`` rounds the weight
     ``c * exp(logit)``. With duplicate correction each key found at all counts once.
     """
     shared, values = project_heads(attention, hidden_states)
-    counts = window_counts(
-        buckets,
-        attention.chunk_length,
-        attention.num_chunks_before,
-        attention.num_chunks_after,
-        attention.same_bucket_only,
-    )
     multiplicity = counts.clamp(max=1) if count_each_key_once else counts
 
     plain_logits = shared_qk_logits(shared)
@@ -112,8 +132,40 @@ def brute_force_lsh(attention, hidden_states, key_padding_mask, buckets, count_e
     return merge_heads(torch.softmax(logits, dim=-1) @ values)
 
 
+def brute_force_lsh(attention, hidden_states, key_padding_mask, buckets, count_each_key_once):
+    """Reference of the chunk window, for a layer that is not strictly causal."""
+    assert not attention.strictly_causal, "use brute_force_strict_lsh for a strictly causal layer"
+    counts = window_counts(
+        buckets,
+        attention.chunk_length,
+        attention.num_chunks_before,
+        attention.num_chunks_after,
+        attention.same_bucket_only,
+    )
+    return attend_found_keys(attention, hidden_states, key_padding_mask, counts, count_each_key_once)
+
+
+def brute_force_strict_lsh(attention, hidden_states, key_padding_mask, buckets, count_each_key_once, max_slot_gap=None):
+    """Reference of the strictly causal window, by default ``num_chunks_before * chunk_length`` slots back."""
+    if max_slot_gap is None:
+        max_slot_gap = attention.num_chunks_before * attention.chunk_length
+    counts = strict_window_counts(buckets, max_slot_gap)
+    return attend_found_keys(attention, hidden_states, key_padding_mask, counts, count_each_key_once)
+
+
 def make_attention(tiny_config, **overrides) -> LSHSelfAttention:
     return LSHSelfAttention(tiny_config(**overrides), layer_idx=0).eval()
+
+
+def make_chunk_window_attention(tiny_config, causal: bool, **overrides) -> LSHSelfAttention:
+    """Build a layer with the chunk window, causal or bidirectional.
+
+    A causal layer needs ``lsh_strictly_causal=False`` for the chunk window. A bidirectional layer
+    keeps the default ``True``, which ``is_decoder=False`` must ignore.
+    """
+    causal_fields = dict(is_decoder=True, lsh_num_chunks_after=0, lsh_strictly_causal=False)
+    bidirectional_fields = dict(is_decoder=False, lsh_num_chunks_after=1)
+    return make_attention(tiny_config, **(causal_fields if causal else bidirectional_fields), **overrides)
 
 
 def padded_batch(length: int, real_lengths: list[int]) -> tuple[torch.Tensor, torch.Tensor]:
@@ -226,7 +278,13 @@ def test_shared_window_counts_match_brute_force(same_bucket_only, before, after)
     key_positions = look_adjacent(query_positions, before, after, 3, -1)  # [b, h, r, c, k]
 
     counts = count_shared_windows(
-        chunk_of, query_positions, key_positions, before, after, buckets if same_bucket_only else None
+        undo_sort_idx,
+        query_positions,
+        key_positions,
+        chunk_length,
+        before,
+        after,
+        buckets if same_bucket_only else None,
     )
 
     for head in range(2):
@@ -242,6 +300,42 @@ def test_shared_window_counts_match_brute_force(same_bucket_only, before, after)
                     shares_bucket = bool(buckets[0, head, other_round, key] == buckets[0, head, other_round, query])
                     expected += -before <= offset <= after and (shares_bucket or not same_bucket_only)
                 assert int(counts[0, head, round_idx, chunk, slot, key_slot]) == expected
+
+
+@pytest.mark.parametrize("before", [1, 2])
+def test_strict_window_counts_match_brute_force(before):
+    chunk_length, n, num_rounds = 4, 24, 3
+    max_slot_gap = before * chunk_length
+    buckets = torch.randint(0, 2, (1, 2, num_rounds, n))  # 2 buckets of about 12, longer than the gap
+    sorted_idx, undo_sort_idx = sort_by_bucket(buckets)
+    query_positions = split_into_chunks(sorted_idx, chunk_length, dim=3)  # [b, h, r, c, w]
+    key_positions = look_adjacent(query_positions, before, 0, 3, -1)  # [b, h, r, c, k]
+
+    counts = count_shared_windows(
+        undo_sort_idx, query_positions, key_positions, chunk_length, before, 0, buckets, max_slot_gap
+    )
+
+    seen_counts = set()
+    found_bucket_mate_too_far_back = False
+    for head in range(2):
+        for index in torch.cartesian_prod(*(torch.arange(size) for size in query_positions.shape[2:])).tolist():
+            round_idx, chunk, slot = index
+            query = int(query_positions[0, head, round_idx, chunk, slot])
+            for key_slot, key in enumerate(key_positions[0, head, round_idx, chunk].tolist()):
+                if key < 0:
+                    continue
+                expected = 0
+                for other_round in range(num_rounds):
+                    gap = int(undo_sort_idx[0, head, other_round, query] - undo_sort_idx[0, head, other_round, key])
+                    shares_bucket = bool(buckets[0, head, other_round, key] == buckets[0, head, other_round, query])
+                    expected += shares_bucket and 0 <= gap <= max_slot_gap
+                    found_bucket_mate_too_far_back |= shares_bucket and gap > max_slot_gap
+                assert int(counts[0, head, round_idx, chunk, slot, key_slot]) == expected
+                seen_counts.add(expected)
+    # The case must have pairs found in no, some and all rounds, and earlier bucket-mates that the
+    # gap limit drops.
+    assert seen_counts == {0, 1, 2, 3}
+    assert found_bucket_mate_too_far_back
 
 
 def test_combine_disjoint_rounds_is_softmax_over_union():
@@ -331,7 +425,7 @@ def test_num_hashes_per_call(tiny_config):
 
 
 # ---------------------------------------------------------------------------------------------
-# The layer against references
+# The layer against references: the chunk window
 
 
 @pytest.mark.parametrize("duplicate_correction", [False, True])
@@ -339,12 +433,11 @@ def test_num_hashes_per_call(tiny_config):
 @pytest.mark.parametrize("causal", [True, False])
 @pytest.mark.parametrize("real_lengths", [[16, 16], [16, 11]], ids=["unpadded", "padded"])
 def test_one_chunk_equals_full_attention(tiny_config, duplicate_correction, num_hashes, causal, real_lengths):
-    attention = make_attention(
+    attention = make_chunk_window_attention(
         tiny_config,
+        causal,
         lsh_chunk_length=16,
         num_hashes=num_hashes,
-        is_decoder=causal,
-        lsh_num_chunks_after=0 if causal else 1,
         lsh_duplicate_correction=duplicate_correction,
     )
     hidden_states, key_padding_mask = padded_batch(16, real_lengths)
@@ -357,7 +450,7 @@ def test_one_chunk_equals_full_attention(tiny_config, duplicate_correction, num_
 
 def test_one_chunk_equals_full_attention_in_training(tiny_config):
     # Training draws fresh rotations from the default generator, which cannot matter with one chunk.
-    attention = make_attention(tiny_config, lsh_chunk_length=16, num_hashes=2).train()
+    attention = make_chunk_window_attention(tiny_config, causal=True, lsh_chunk_length=16, num_hashes=2).train()
     hidden_states, key_padding_mask = padded_batch(16, [16, 13])
     outputs, _ = attention(hidden_states, key_padding_mask)
     expected = full_shared_qk_attention(attention, hidden_states, key_padding_mask, causal=True)
@@ -369,11 +462,10 @@ def test_one_chunk_equals_full_attention_in_training(tiny_config):
 @pytest.mark.parametrize("num_hashes", [1, 3])
 @pytest.mark.parametrize("causal", [True, False])
 def test_chunks_match_brute_force(tiny_config, duplicate_correction, same_bucket_only, num_hashes, causal):
-    attention = make_attention(
+    attention = make_chunk_window_attention(
         tiny_config,
+        causal,
         num_hashes=num_hashes,
-        is_decoder=causal,
-        lsh_num_chunks_after=0 if causal else 1,
         lsh_same_bucket_only=same_bucket_only,
         lsh_duplicate_correction=duplicate_correction,
     )
@@ -388,8 +480,8 @@ def test_chunks_match_brute_force(tiny_config, duplicate_correction, same_bucket
 def test_duplicate_correction_counts_keys_once(tiny_config):
     # Several chunks and rounds: a key found in two rounds is a duplicate, so the correction matters.
     kwargs = dict(num_hashes=3, lsh_duplicate_correction=True)
-    corrected = make_attention(tiny_config, **kwargs)
-    uncorrected = make_attention(tiny_config, **{**kwargs, "lsh_duplicate_correction": False})
+    corrected = make_chunk_window_attention(tiny_config, causal=True, **kwargs)
+    uncorrected = make_chunk_window_attention(tiny_config, causal=True, **{**kwargs, "lsh_duplicate_correction": False})
     uncorrected.load_state_dict(corrected.state_dict())
     hidden_states, key_padding_mask = padded_batch(24, [24, 19])
 
@@ -404,7 +496,7 @@ def test_duplicate_correction_counts_keys_once(tiny_config):
 
 
 def test_same_bucket_only_masks_other_buckets(tiny_config):
-    attention = make_attention(tiny_config, lsh_same_bucket_only=True)
+    attention = make_chunk_window_attention(tiny_config, causal=True, lsh_same_bucket_only=True)
     hidden_states, key_padding_mask = padded_batch(24, [24, 21])
 
     outputs, buckets = attention(hidden_states, key_padding_mask)
@@ -418,12 +510,101 @@ def test_same_bucket_only_masks_other_buckets(tiny_config):
 
 
 # ---------------------------------------------------------------------------------------------
+# The layer against references: the strictly causal window
+
+
+def test_strict_flag_needs_decoder(tiny_config):
+    assert make_attention(tiny_config).strictly_causal
+    assert not make_attention(tiny_config, lsh_strictly_causal=False).strictly_causal
+    assert not make_attention(tiny_config, is_decoder=False, lsh_num_chunks_after=1).strictly_causal
+
+
+@pytest.mark.parametrize("duplicate_correction", [False, True])
+@pytest.mark.parametrize("num_hashes", [1, 3])
+@pytest.mark.parametrize("before", [1, 2])
+@pytest.mark.parametrize("real_lengths", [[24, 24], [24, 17]], ids=["unpadded", "padded"])
+def test_strict_matches_brute_force(tiny_config, duplicate_correction, num_hashes, before, real_lengths):
+    attention = make_attention(
+        tiny_config,
+        num_hashes=num_hashes,
+        lsh_num_chunks_before=before,
+        lsh_duplicate_correction=duplicate_correction,
+    )
+    hidden_states, key_padding_mask = padded_batch(24, real_lengths)
+
+    outputs, buckets = attention(hidden_states, key_padding_mask)
+
+    expected = brute_force_strict_lsh(attention, hidden_states, key_padding_mask, buckets, duplicate_correction)
+    torch.testing.assert_close(outputs, expected, rtol=1e-5, atol=1e-5)
+
+
+def test_strict_matches_brute_force_in_training(tiny_config):
+    attention = make_attention(tiny_config, num_hashes=2, lsh_duplicate_correction=True).train()
+    hidden_states, key_padding_mask = padded_batch(24, [24, 19])
+    outputs, buckets = attention(hidden_states, key_padding_mask)
+    expected = brute_force_strict_lsh(attention, hidden_states, key_padding_mask, buckets, count_each_key_once=True)
+    torch.testing.assert_close(outputs, expected, rtol=1e-5, atol=1e-5)
+
+
+def test_strict_window_narrower_than_chunks(tiny_config):
+    # The strict brute-force test means something only if its case has earlier bucket-mates that the
+    # gap limit drops, and earlier bucket-mates in the chunk window that the strict window drops.
+    attention = make_attention(tiny_config, num_hashes=3)
+    hidden_states, key_padding_mask = padded_batch(24, [24, 17])
+    _, buckets = attention(hidden_states, key_padding_mask)
+
+    strict = brute_force_strict_lsh(attention, hidden_states, key_padding_mask, buckets, False)
+    no_gap_limit = brute_force_strict_lsh(attention, hidden_states, key_padding_mask, buckets, False, max_slot_gap=24)
+    attention.strictly_causal = False
+    same_bucket_chunks = brute_force_lsh(attention, hidden_states, key_padding_mask, buckets, False)
+
+    assert (strict - no_gap_limit).abs().max() > 1e-3
+    assert (strict - same_bucket_chunks).abs().max() > 1e-3
+
+
+def test_strict_duplicate_correction_counts_keys_once(tiny_config):
+    kwargs = dict(num_hashes=3, lsh_duplicate_correction=True)
+    corrected = make_attention(tiny_config, **kwargs)
+    uncorrected = make_attention(tiny_config, **{**kwargs, "lsh_duplicate_correction": False})
+    uncorrected.load_state_dict(corrected.state_dict())
+    hidden_states, key_padding_mask = padded_batch(24, [24, 19])
+
+    corrected_outputs, buckets = corrected(hidden_states, key_padding_mask)
+    uncorrected_outputs, _ = uncorrected(hidden_states, key_padding_mask)
+
+    counted_once = brute_force_strict_lsh(corrected, hidden_states, key_padding_mask, buckets, True)
+    counted_per_round = brute_force_strict_lsh(corrected, hidden_states, key_padding_mask, buckets, False)
+    assert (counted_once - counted_per_round).abs().max() > 1e-3, "the case must have duplicates"
+    torch.testing.assert_close(corrected_outputs, counted_once, rtol=1e-5, atol=1e-5)
+    torch.testing.assert_close(uncorrected_outputs, counted_per_round, rtol=1e-5, atol=1e-5)
+
+
+def test_strict_padding_keys_ignored(tiny_config):
+    attention = make_attention(tiny_config, num_hashes=2)
+    hidden_states, key_padding_mask = padded_batch(24, [24, 17])
+    changed = hidden_states.clone()
+    changed[1, 17:] = torch.randn(7, 32)
+
+    outputs, _ = attention(hidden_states, key_padding_mask)
+    changed_outputs, _ = attention(changed, key_padding_mask)
+
+    torch.testing.assert_close(changed_outputs[:, :17], outputs[:, :17], rtol=0, atol=1e-6)
+    torch.testing.assert_close(changed_outputs[0], outputs[0], rtol=0, atol=0)
+
+
+# ---------------------------------------------------------------------------------------------
 # Causality
 
 
+STRICTLY_CAUSAL = {"strict": True, "chunk-window": False}
+
+
+@pytest.mark.parametrize("strictly_causal", list(STRICTLY_CAUSAL.values()), ids=list(STRICTLY_CAUSAL))
 @pytest.mark.parametrize("num_hashes", [1, 3])
-def test_causal_one_chunk(tiny_config, num_hashes):
-    attention = make_attention(tiny_config, lsh_chunk_length=16, num_hashes=num_hashes)
+def test_causal_one_chunk(tiny_config, num_hashes, strictly_causal):
+    attention = make_attention(
+        tiny_config, lsh_chunk_length=16, num_hashes=num_hashes, lsh_strictly_causal=strictly_causal
+    )
     hidden_states, key_padding_mask = padded_batch(16, [16])
     changed = hidden_states.clone()
     changed[:, 7:] = torch.randn(1, 9, 32)
@@ -436,11 +617,12 @@ def test_causal_one_chunk(tiny_config, num_hashes):
     assert not torch.allclose(changed_outputs[:, 7:], outputs[:, 7:])
 
 
+@pytest.mark.parametrize("strictly_causal", list(STRICTLY_CAUSAL.values()), ids=list(STRICTLY_CAUSAL))
 @pytest.mark.parametrize("num_hashes", [1, 3])
-def test_causal_mask_with_fixed_buckets(tiny_config, num_hashes):
+def test_causal_mask_with_fixed_buckets(tiny_config, num_hashes, strictly_causal):
     # With the buckets held fixed, the chunks stay the same, so only the causal mask keeps later
     # keys out of earlier queries.
-    attention = make_attention(tiny_config, num_hashes=num_hashes)
+    attention = make_attention(tiny_config, num_hashes=num_hashes, lsh_strictly_causal=strictly_causal)
     hidden_states, key_padding_mask = padded_batch(24, [24])
     changed = hidden_states.clone()
     changed[:, 10:] = torch.randn(1, 14, 32)
@@ -452,18 +634,39 @@ def test_causal_mask_with_fixed_buckets(tiny_config, num_hashes):
     assert not torch.allclose(changed_outputs[:, 10:], outputs[:, 10:])
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="Known limit of LSH attention with several chunks: later tokens' buckets shift the sorted "
-    "order, so the chunk an earlier query lands in, and the earlier keys it sees, depend on later tokens.",
-)
-def test_causal_several_chunks(tiny_config):
-    attention = make_attention(tiny_config, num_hashes=1)
-    hidden_states, key_padding_mask = padded_batch(24, [24])
+def change_after(hidden_states: torch.Tensor, cut: int) -> torch.Tensor:
+    """Copy ``hidden_states`` with fresh random vectors at positions ``cut`` and later."""
     changed = hidden_states.clone()
-    changed[:, 10:] = torch.randn(1, 14, 32)
+    changed[:, cut:] = torch.randn_like(changed[:, cut:])
+    return changed
+
+
+@pytest.mark.parametrize("num_hashes", [1, 3])
+@pytest.mark.parametrize("cut", [5, 10, 17])
+def test_strict_causal_several_chunks(tiny_config, num_hashes, cut):
+    # 24 positions in chunks of 4: six chunks, so the chunk window would let later tokens in.
+    attention = make_attention(tiny_config, num_hashes=num_hashes)
+    hidden_states, key_padding_mask = padded_batch(24, [24])
+    changed = change_after(hidden_states, cut)
+
+    outputs, buckets = attention(hidden_states, key_padding_mask)
+    changed_outputs, changed_buckets = attention(changed, key_padding_mask)
+
+    _, slots = sort_by_bucket(buckets)
+    _, changed_slots = sort_by_bucket(changed_buckets)
+    assert not torch.equal(changed_slots[..., :cut], slots[..., :cut]), "earlier positions must move in the sort"
+    torch.testing.assert_close(changed_outputs[:, :cut], outputs[:, :cut], rtol=0, atol=1e-6)
+    assert not torch.allclose(changed_outputs[:, cut:], outputs[:, cut:])
+
+
+def test_chunk_window_leaks_later_tokens(tiny_config):
+    # The known limit of the chunk window: later tokens' buckets move earlier queries to other
+    # sorted slots, and so to other chunks with other earlier keys. This seed and cut show it.
+    attention = make_attention(tiny_config, num_hashes=1, lsh_strictly_causal=False)
+    hidden_states, key_padding_mask = padded_batch(24, [24])
+    changed = change_after(hidden_states, 10)
 
     outputs, _ = attention(hidden_states, key_padding_mask)
     changed_outputs, _ = attention(changed, key_padding_mask)
 
-    torch.testing.assert_close(changed_outputs[:, :10], outputs[:, :10], rtol=0, atol=1e-6)
+    assert (changed_outputs[:, :10] - outputs[:, :10]).abs().max() > 1e-3

@@ -63,13 +63,18 @@ PADDING_LAYOUTS = {
 }
 
 
+ATTENTION_MODES = {
+    "strictly-causal": dict(is_decoder=True),
+    "causal-chunk-window": dict(is_decoder=True, lsh_strictly_causal=False),
+    "bidirectional": dict(is_decoder=False, lsh_num_chunks_after=1, local_num_chunks_after=1),
+}
+
+
 @pytest.mark.parametrize("layout", list(PADDING_LAYOUTS))
-@pytest.mark.parametrize("causal", [True, False], ids=["causal", "bidirectional"])
+@pytest.mark.parametrize("mode", list(ATTENTION_MODES))
 @pytest.mark.parametrize("schedule", list(LAYER_SCHEDULES))
-def test_padding_invariance(tiny_config, schedule, causal, layout):
-    model = base_model(
-        tiny_config, schedule, is_decoder=causal, lsh_num_chunks_after=1 - causal, local_num_chunks_after=1 - causal
-    )
+def test_padding_invariance(tiny_config, schedule, mode, layout):
+    model = base_model(tiny_config, schedule, **ATTENTION_MODES[mode])
     tokens = random_ids(10)
     length, real_slots = PADDING_LAYOUTS[layout]
     input_ids, attention_mask = place_tokens(tokens, real_slots, length)
@@ -220,14 +225,25 @@ def test_forward_leaves_config_unchanged(tiny_config):
 # Causality
 
 
+# The inputs have 24 tokens, so LSH layers with the tiny config's chunks of 4 sort them into six
+# chunks. The chunk window is causal only while one chunk covers the whole input.
 CAUSAL_SCHEDULES = {
     "local": dict(attention_layers=["local", "local"]),
     "full": dict(attention_layers=["full"]),
-    # One LSH chunk covers the whole input. With several chunks, later tokens' buckets move
-    # earlier queries between chunks (see test_lsh_attention.test_causal_several_chunks).
-    "lsh": dict(attention_layers=["lsh", "lsh"], lsh_chunk_length=32, num_hashes=2),
-    "mixed": dict(attention_layers=["lsh", "local", "full"], lsh_chunk_length=32, num_hashes=2),
+    "lsh": dict(attention_layers=["lsh", "lsh"], num_hashes=2),
+    "lsh-duplicate-correction": dict(attention_layers=["lsh", "lsh"], num_hashes=3, lsh_duplicate_correction=True),
+    "mixed": dict(attention_layers=["lsh", "local", "full"], num_hashes=2),
+    "lsh-chunk-window-one-chunk": dict(
+        attention_layers=["lsh", "lsh"], lsh_chunk_length=32, num_hashes=2, lsh_strictly_causal=False
+    ),
 }
+
+
+def change_tokens_after(input_ids: torch.Tensor, cut: int) -> torch.Tensor:
+    """Copy ``input_ids`` with every token at position ``cut`` and later replaced by another ordinary id."""
+    changed = input_ids.clone()
+    changed[0, cut:] = (changed[0, cut:] - 3 + 1) % 29 + 3
+    return changed
 
 
 @pytest.mark.parametrize("schedule", list(CAUSAL_SCHEDULES))
@@ -235,8 +251,7 @@ CAUSAL_SCHEDULES = {
 def test_causal_lm_causal(tiny_config, schedule, cut):
     model = ReformerForCausalLM(tiny_config(**CAUSAL_SCHEDULES[schedule])).eval()
     input_ids = random_ids(1, 24)
-    changed = input_ids.clone()
-    changed[0, cut:] = (changed[0, cut:] - 3 + 1) % 29 + 3  # every later token changes
+    changed = change_tokens_after(input_ids, cut)
 
     with torch.no_grad():
         logits = model(input_ids).logits
@@ -244,6 +259,20 @@ def test_causal_lm_causal(tiny_config, schedule, cut):
 
     torch.testing.assert_close(changed_logits[:, :cut], logits[:, :cut], rtol=0, atol=1e-5)
     assert not torch.allclose(changed_logits[:, cut:], logits[:, cut:], atol=1e-3)
+
+
+def test_causal_lm_chunk_window_leaks(tiny_config):
+    # With several chunks and lsh_strictly_causal=False, later tokens move earlier queries between
+    # chunks, so earlier logits change. This seed and cut show it.
+    model = ReformerForCausalLM(tiny_config(**CAUSAL_SCHEDULES["lsh"], lsh_strictly_causal=False)).eval()
+    input_ids = random_ids(1, 24)
+    changed = change_tokens_after(input_ids, 9)
+
+    with torch.no_grad():
+        logits = model(input_ids).logits
+        changed_logits = model(changed).logits
+
+    assert (changed_logits[:, :9] - logits[:, :9]).abs().max() > 1e-3
 
 
 # ---------------------------------------------------------------------------------------------

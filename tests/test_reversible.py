@@ -13,8 +13,10 @@ from reformer_hf.modeling import ReformerForCausalLM
 
 DROPOUT = dict(hidden_dropout_prob=0.1, attention_probs_dropout_prob=0.1)
 
+# The models are causal, so LSH layers use the strictly causal window unless a schedule turns it off.
 LAYER_SCHEDULES = {
     "lsh": dict(attention_layers=["lsh", "lsh"]),
+    "lsh-chunk-window": dict(attention_layers=["lsh", "lsh"], lsh_strictly_causal=False, lsh_duplicate_correction=True),
     "local": dict(attention_layers=["local", "local"]),
     "full": dict(attention_layers=["full", "full"]),
     "mixed": dict(attention_layers=["lsh", "local", "full", "lsh"], lsh_duplicate_correction=True),
