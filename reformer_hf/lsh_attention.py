@@ -225,10 +225,11 @@ class LSHSelfAttention(nn.Module):
         sorted_valid = gather_rounds(key_padding_mask[:, None, :].expand(b, h, n), sorted_idx)
 
         # Split each round into chunks: [b, h, r, c, w, ...].
-        query = split_into_chunks(sorted_query_key, w, dim=3) * d**-0.5
-        # Keys are the shared vectors normalised to unit length, which keeps a query's logit with
-        # itself from dominating every other logit.
-        keys = nn.functional.normalize(split_into_chunks(sorted_query_key, w, dim=3), dim=-1) * d**-0.5
+        # Keys are the shared vectors normalised to unit length, so a logit is |q| times the cosine
+        # of the angle between query and key: the angle is what the hashing groups by. Queries
+        # are not rescaled (as in trax and transformers), so |q| sets the sharpness of attention.
+        query = split_into_chunks(sorted_query_key, w, dim=3)
+        keys = nn.functional.normalize(query, dim=-1)
         query_positions = split_into_chunks(sorted_idx, w, dim=3)  # [b, h, r, c, w]
         keys = look_adjacent(keys, before, after, chunk_dim=3, fill_value=0.0)  # [b, h, r, c, k, d]
         window_values = look_adjacent(split_into_chunks(sorted_values, w, dim=3), before, after, 3, 0.0)

@@ -1,7 +1,7 @@
 """LSH attention: each step on hand-sized tensors, then the layer against brute-force references.
 
 The references are written here with plain torch. A query ``q`` and key ``k`` share one projection
-``s``: the query is ``s * d**-0.5``, the key is ``s / |s| * d**-0.5``, a masked key gets -1e9 and a
+``s``: the query is ``s``, the key is ``s / |s|``, a masked key gets -1e9 and a
 query's own key -1e5 added to its logit.
 
 Two windows decide which keys a hash round finds. The chunk window of the Reformer paper (Kitaev,
@@ -44,8 +44,8 @@ def project_heads(attention: LSHSelfAttention, hidden_states: torch.Tensor) -> t
 def shared_qk_logits(shared: torch.Tensor) -> torch.Tensor:
     """Compute the logits ``[b, h, n, n]`` of scaled queries against unit-length, scaled keys."""
     d = shared.shape[-1]
-    query = shared * d**-0.5
-    keys = shared / shared.norm(dim=-1, keepdim=True) * d**-0.5
+    query = shared
+    keys = shared / shared.norm(dim=-1, keepdim=True)
     return query @ keys.transpose(-1, -2)
 
 
