@@ -83,9 +83,9 @@ def build_parser() -> argparse.ArgumentParser:
     pretrain.add_argument("--wikipedia-raw-xml", action="store_true",
                           help="train on the raw XML of Wikipedia dumps, as enwik8 does, instead of article text")
     pretrain.add_argument("--preset", default="cpu-demo", choices=sorted(PRESETS),
-                          help="starting settings: cpu-demo (about 5 minutes on 2 CPU cores) or enwik8 "
-                          "(the paper's 12-layer model on 65,536-byte sequences)")
-    pretrain.add_argument("--output-dir", default="reformer-pretrained",
+                          help="starting settings: cpu-demo (about 10 minutes on 2 CPU cores) or enwik8 "
+                          "(the Reformer paper's 12-layer model on 65,536-byte sequences)")
+    pretrain.add_argument("--output-dir", default="runs/pretrain",
                           help="where checkpoints and the final model and tokenizer are written")
     pretrain.add_argument("--report-to", default="none",
                           help="Trainer logging integrations, e.g. tensorboard; none by default")

@@ -1,4 +1,5 @@
-"""Configuration of a Reformer model.
+"""Configuration of a Reformer model (Kitaev, Kaiser and Levskaya, "Reformer: The Efficient
+Transformer", ICLR 2020; "the paper" below).
 
 Every rule on the fields is checked once, in ``ReformerConfig.validate``, when the config is built or
 loaded. The model never writes into its config at run time: values that depend on the input (the
@@ -39,7 +40,8 @@ class ReformerConfig(PretrainedConfig):
             0 when ``is_decoder`` is true, because later chunks hold no earlier positions.
         num_buckets: Number of hash buckets. An even int; a pair ``[u1, u2]`` of even ints, which
             hashes twice and combines the buckets as ``b1 + u1 * b2`` so that the rotations stay
-            small; or ``None`` to derive it from the position capacity as the paper does: the power
+            small; or ``None`` to derive it from the position capacity as the Reformer paper (Kitaev, Kaiser
+            and Levskaya, 2020) does: the power
             of two nearest to ``2 * max_position_embeddings / lsh_chunk_length``, at least 2.
         num_hashes: Number of hash rounds. A forward call can ask for more with ``num_hashes=``.
         hash_seed: Seed of the random rotations in evaluation mode. With a seed, evaluation is

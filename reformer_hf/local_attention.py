@@ -6,7 +6,7 @@ The first chunk has nothing before it and the last nothing after it: the window 
 so padding at the end of a sequence never reaches its first tokens.
 
 Full attention is the same computation with a single chunk covering the whole sequence, which
-makes it the plain O(n^2) baseline that the paper compares against.
+makes it the plain O(n^2) baseline that the Reformer paper compares against.
 
 Shape legend: b batch, h heads, n length, d head size, c chunks, w chunk length, k keys per window.
 """

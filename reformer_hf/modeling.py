@@ -297,5 +297,11 @@ class ReformerForCausalLM(ReformerPreTrainedModel, GenerationMixin):
 
     def prepare_inputs_for_generation(self, input_ids, attention_mask=None, num_hashes=None, **kwargs):
         """Feed the whole sequence at every step: the model keeps no cache between steps."""
+        capacity = self.config.max_position_embeddings
+        if input_ids.shape[1] > capacity:
+            raise ValueError(
+                f"Generation reached {input_ids.shape[1]} tokens, more than the {capacity} positions the model "
+                f"embeds (max_position_embeddings). Keep the prompt length plus max_new_tokens at or below {capacity}."
+            )
         # NOTE: without a cache each new token costs a forward pass over the whole sequence.
         return {"input_ids": input_ids, "attention_mask": attention_mask, "num_hashes": num_hashes}

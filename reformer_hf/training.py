@@ -59,28 +59,30 @@ class PretrainSettings:
     validation_fraction: float = 0.05
     max_corpus_bytes: int = 0
     # Optimisation.
-    per_device_batch_size: int = 2
+    per_device_batch_size: int = 1
     gradient_accumulation_steps: int = 1
     learning_rate: float = 2e-3
     lr_scheduler_type: str = "cosine"
-    warmup_steps: int = 20
-    max_steps: int = 300
+    warmup_steps: int = 50
+    max_steps: int = 1300
     weight_decay: float = 0.01
     adam_beta2: float = 0.98
     max_grad_norm: float = 1.0
     bf16: str = "auto"
     seed: int = 42
     # Reporting.
-    logging_steps: int = 10
-    eval_steps: int = 100
-    save_steps: int = 100
+    logging_steps: int = 50
+    eval_steps: int = 200
+    save_steps: int = 400
     save_total_limit: int = 2
     sample_length: int = 300
     sample_temperature: float = 0.8
 
 
 PRESETS: dict[str, dict] = {
-    # About five minutes on 2 CPU cores: a 4-layer model on 2 x 4,096-byte sequences.
+    # A 4-layer model on 4,096-byte sequences, one per step for 1,300 steps: about 10 minutes on
+    # 2 CPU cores with bf16 autocast (measured on an AMD EPYC with AVX512-BF16). On a novel it gets
+    # to about 2.9 held-out bits per byte; --max-steps 600 halves the time and stops near 3.3.
     "cpu-demo": {},
     # The enwik8-64K model of the Reformer paper: 12 layers of width 1024 with 8 heads,
     # 65,536-byte sequences and 4 hash rounds. Needs an accelerator with tens of GB of memory.
@@ -262,6 +264,7 @@ def pretrain(
         adam_beta2=settings.adam_beta2,
         max_grad_norm=settings.max_grad_norm,
         bf16=bf16,
+        use_cpu=not torch.cuda.is_available(),
         seed=settings.seed,
         logging_steps=settings.logging_steps,
         eval_strategy="steps",
@@ -294,9 +297,11 @@ def pretrain(
     trainer.save_model(output_dir)
     tokenizer.save_pretrained(output_dir)
 
-    metrics["eval_history"] = [
-        (entry["step"], entry["eval_bits_per_byte"]) for entry in trainer.state.log_history if "eval_bits_per_byte" in entry
-    ]
+    # The final evaluation repeats the one at the last step when max_steps is a multiple of
+    # eval_steps; keep one entry per step.
+    history = {entry["step"]: entry["eval_bits_per_byte"] for entry in trainer.state.log_history
+               if "eval_bits_per_byte" in entry}
+    metrics["eval_history"] = sorted(history.items())
     metrics["minutes"] = round((time.monotonic() - started) / 60, 2)
     metrics["sample"] = generate_sample(model, tokenizer, splits["validation"], settings)
     return metrics

@@ -635,3 +635,12 @@ def test_generate_passes_num_hashes(tiny_config, monkeypatch):
     monkeypatch.setattr(ReformerForCausalLM, "forward", recording_forward)
     model.generate(input_ids=random_ids(1, 5), max_new_tokens=3, min_new_tokens=3, do_sample=False, num_hashes=3)
     assert seen == [3, 3, 3]
+
+
+def test_generate_past_capacity_names_fix(tiny_config):
+    model = ReformerForCausalLM(tiny_config()).eval()
+    capacity = model.config.max_position_embeddings
+    prompt = random_ids(1, capacity - 2)
+    with pytest.raises(ValueError, match=rf"Generation reached {capacity + 1} tokens, more than the {capacity} "
+                                         rf"positions .* prompt length plus max_new_tokens at or below {capacity}\."):
+        model.generate(input_ids=prompt, max_new_tokens=5, min_new_tokens=5, do_sample=False, pad_token_id=0)
