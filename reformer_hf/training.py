@@ -30,7 +30,9 @@ class PretrainSettings:
 
     ``axial_pos_shape`` and ``axial_pos_embds_dim`` may be empty, which derives them from
     ``sequence_length`` and ``hidden_size``. ``num_buckets`` is empty (derive from the length),
-    one int, or a pair.
+    one int, or a pair. ``max_corpus_bytes`` caps the default corpus (0: no cap), and
+    ``max_eval_sequences`` caps the held-out sequences that every evaluation reads (0: no cap).
+    ``eval_num_hashes`` adds a final evaluation with that many hash rounds (0: none).
     """
 
     # Model.
@@ -58,6 +60,7 @@ class PretrainSettings:
     sequence_length: int = 4096
     validation_fraction: float = 0.05
     max_corpus_bytes: int = 0
+    max_eval_sequences: int = 64
     # Optimisation.
     per_device_batch_size: int = 1
     gradient_accumulation_steps: int = 1
@@ -244,9 +247,14 @@ def pretrain(
     splits = build_lm_datasets(
         documents, tokenizer, settings.sequence_length, validation_fraction=settings.validation_fraction
     )
+    validation = splits["validation"]
+    if settings.max_eval_sequences and len(validation) > settings.max_eval_sequences:
+        # Every evaluation runs over the whole held-out split, so a large corpus gets a fixed,
+        # contiguous part of it; the rest stays unseen.
+        validation = validation.select(range(settings.max_eval_sequences))
     logger.warning(
-        "Training on %d sequences of %d bytes, holding out %d.",
-        len(splits["train"]), settings.sequence_length, len(splits["validation"]),
+        "Training on %d sequences of %d bytes, evaluating on %d held-out sequences.",
+        len(splits["train"]), settings.sequence_length, len(validation),
     )
 
     model = ReformerForCausalLM(config)
@@ -282,7 +290,7 @@ def pretrain(
         model=model,
         args=arguments,
         train_dataset=splits["train"],
-        eval_dataset=splits["validation"],
+        eval_dataset=validation,
         data_collator=collate_causal_lm,
         processing_class=tokenizer,
     )
@@ -303,7 +311,7 @@ def pretrain(
                if "eval_bits_per_byte" in entry}
     metrics["eval_history"] = sorted(history.items())
     metrics["minutes"] = round((time.monotonic() - started) / 60, 2)
-    metrics["sample"] = generate_sample(model, tokenizer, splits["validation"], settings)
+    metrics["sample"] = generate_sample(model, tokenizer, validation, settings)
     return metrics
 
 

@@ -78,3 +78,28 @@ def test_console_script_help():
     assert result.returncode == 0
     assert "--data-files" in result.stdout
     assert "--sequence-length" in result.stdout
+
+
+def test_cli_pretrain_on_saved_dataset(tmp_path, capsys):
+    from datasets import Dataset
+
+    dataset_dir = tmp_path / "saved"
+    Dataset.from_dict({"body": ["Rodion Romanovitch went out. " * 60, "He walked on the bridge. " * 60]}).save_to_disk(
+        str(dataset_dir)
+    )
+    code = main(["pretrain", "--dataset", str(dataset_dir), "--text-column", "body",
+                 "--output-dir", str(tmp_path / "out"), *TINY, "--max-steps", "2", "--eval-steps", "2"])
+    assert code == 0
+    assert "Held-out bits per byte:" in capsys.readouterr().out
+
+
+def test_cli_pretrain_on_wikipedia_dump(tmp_path, capsys):
+    from pathlib import Path
+
+    dump = Path(__file__).resolve().parents[2] / "shared" / "data" / "enwiki-2016-articles-sample.xml.bz2"
+    if not dump.exists():
+        pytest.skip(f"{dump} is missing; it ships in the shared data folder beside the repository")
+    code = main(["pretrain", "--data-files", str(dump), "--output-dir", str(tmp_path / "out"), *TINY,
+                 "--max-steps", "2", "--eval-steps", "2", "--max-eval-sequences", "4"])
+    assert code == 0
+    assert "Held-out bits per byte:" in capsys.readouterr().out
