@@ -60,7 +60,7 @@ class PretrainSettings:
     sequence_length: int = 4096
     validation_fraction: float = 0.05
     max_corpus_bytes: int = 0
-    max_eval_sequences: int = 64
+    max_eval_sequences: int = 32
     # Optimisation.
     per_device_batch_size: int = 1
     gradient_accumulation_steps: int = 1
