@@ -36,6 +36,51 @@ def _parse_bool(text: str) -> bool:
     raise argparse.ArgumentTypeError(f"invalid boolean {text!r}: use true or false")
 
 
+SETTING_HELP = {
+    "hidden_size": "width of each of the two reversible streams",
+    "num_attention_heads": "number of attention heads",
+    "attention_head_size": "size of one head's query, key and value vectors",
+    "feed_forward_size": "inner width of the feed-forward layers",
+    "hidden_act": "feed-forward activation: relu, gelu, gelu_tanh or silu",
+    "attention_layers": "attention kind of each layer, in order: lsh, local or full",
+    "lsh_chunk_length": "length of the chunks of the bucket-sorted sequence in LSH layers",
+    "lsh_num_chunks_before": "earlier chunks each LSH chunk attends to",
+    "num_buckets": "LSH buckets: one even int, a pair u1,u2, or auto (about 2 x length / chunk length)",
+    "num_hashes": "LSH hash rounds in training",
+    "eval_num_hashes": "hash rounds of one extra final evaluation; 0 skips it",
+    "hash_seed": "seed of the LSH rotations in evaluation, which makes evaluation deterministic",
+    "local_chunk_length": "chunk length of local attention layers",
+    "local_num_chunks_before": "earlier chunks each local chunk attends to",
+    "hidden_dropout_prob": "dropout on embeddings, attention outputs and feed-forward layers",
+    "attention_probs_dropout_prob": "dropout on attention probabilities",
+    "axial_pos_shape": "axial position shape, e.g. 64,64 for 4,096 positions; auto covers --sequence-length",
+    "axial_pos_embds_dim": "width of each axial position axis, summing to --hidden-size; auto splits 1:3",
+    "feed_forward_chunk_size": "positions the feed-forward layers process at once; 0 processes all at once",
+    "reversible": "reversible residual layers (true) or the plain residual stack with the same weights (false)",
+    "sequence_length": "length of each training sequence, in bytes",
+    "validation_fraction": "fraction of the byte stream, taken from its end, held out for evaluation",
+    "max_corpus_bytes": "bytes of the default standard-library corpus to use; 0 uses all of it",
+    "max_eval_sequences": "held-out sequences read by each evaluation; 0 reads all of them",
+    "per_device_batch_size": "sequences per device and step",
+    "gradient_accumulation_steps": "steps whose gradients are summed before each optimizer update",
+    "learning_rate": "peak AdamW learning rate",
+    "lr_scheduler_type": "transformers learning-rate schedule, e.g. cosine, linear or constant_with_warmup",
+    "warmup_steps": "optimizer steps of linear warm-up",
+    "max_steps": "optimizer steps of training",
+    "weight_decay": "AdamW weight decay",
+    "adam_beta2": "AdamW beta2",
+    "max_grad_norm": "gradient clipping norm",
+    "bf16": "bf16 autocast: auto (on where the CPU or GPU supports it), true or false",
+    "seed": "seed of initialisation, data order and dropout (transformers.set_seed)",
+    "logging_steps": "steps between training-loss logs",
+    "eval_steps": "steps between evaluations",
+    "save_steps": "steps between checkpoints",
+    "save_total_limit": "checkpoints kept in --output-dir",
+    "sample_length": "bytes generated for the sample printed at the end",
+    "sample_temperature": "sampling temperature of that sample",
+}
+
+
 def _add_setting_options(parser: argparse.ArgumentParser) -> None:
     group = parser.add_argument_group("settings (override the preset; lists are comma-separated)")
     hints = typing.get_type_hints(PretrainSettings)
@@ -54,7 +99,7 @@ def _add_setting_options(parser: argparse.ArgumentParser) -> None:
             type=parse,
             default=None,
             metavar=metavar,
-            help=f"default in cpu-demo: {_describe(getattr(PretrainSettings(), setting.name))}",
+            help=f"{SETTING_HELP[setting.name]} (cpu-demo: {_describe(getattr(PretrainSettings(), setting.name))})",
         )
 
 

@@ -131,6 +131,11 @@ class ReformerConfig(PretrainedConfig):
         self.attention_head_size = attention_head_size
         self.feed_forward_size = feed_forward_size
         self.hidden_act = hidden_act
+        if isinstance(attention_layers, str):
+            raise ValueError(
+                f"attention_layers must be a list of attention kinds, one per layer, got the string "
+                f"{attention_layers!r}. Pass a list such as [{attention_layers!r}]."
+            )
         self.attention_layers = list(attention_layers)
         self.lsh_chunk_length = lsh_chunk_length
         self.lsh_num_chunks_before = lsh_num_chunks_before

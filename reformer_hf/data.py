@@ -262,6 +262,11 @@ def _load_dataset_documents(dataset: str, text_column: str, dataset_split: str) 
                 f"Set dataset_split (--dataset-split) to one of them."
             )
         loaded = loaded[dataset_split]
+    elif dataset_split != "train":
+        raise ValueError(
+            f"Dataset {dataset!r} is a single split, so dataset_split={dataset_split!r} (--dataset-split) cannot "
+            f"select from it. Leave dataset_split at its default 'train', or save the splits as a DatasetDict."
+        )
 
     if text_column not in loaded.column_names:
         raise ValueError(
@@ -297,7 +302,7 @@ def _load_dataset_or_dict(dataset: str) -> Dataset | DatasetDict:
             # The text loader's default is one row per line, which would put an end-of-text token
             # after every line. One row per file matches how data_files reads text files.
             return load_dataset(dataset, sample_by="document", encoding_errors="replace")
-        return load_dataset(dataset)
+        return _load_dataset_by_name(dataset)
     if os.path.isfile(dataset):
         raise ValueError(
             f"dataset must be a directory or a datasets name, got the file {dataset!r}. Pass single files "
@@ -307,7 +312,19 @@ def _load_dataset_or_dict(dataset: str) -> Dataset | DatasetDict:
         raise FileNotFoundError(
             f"Dataset directory not found: {dataset!r}. Pass an existing directory or a datasets name."
         )
-    return load_dataset(dataset)
+    return _load_dataset_by_name(dataset)
+
+
+def _load_dataset_by_name(dataset: str) -> Dataset | DatasetDict:
+    """Call ``load_dataset`` and turn its failures into one ``ValueError`` that says what to try."""
+    try:
+        return load_dataset(dataset)
+    except (ConnectionError, FileNotFoundError, ValueError, OSError) as error:
+        raise ValueError(
+            f"Could not load dataset {dataset!r}: {error}. Pass a directory written by save_to_disk, a "
+            f"directory of .txt, .json, .csv or .parquet files, or a dataset name already in the local "
+            f"datasets cache (the Hub may be unreachable)."
+        ) from error
 
 
 def _has_text(texts: list[str | None]) -> list[bool]:

@@ -141,8 +141,9 @@ class LSHSelfAttention(nn.Module):
         self.num_chunks_after = config.lsh_num_chunks_after
         num_buckets = config.resolved_num_buckets
         self.bucket_factors = list(num_buckets) if isinstance(num_buckets, list) else [num_buckets]
-        self.default_num_hashes = config.num_hashes
-        self.hash_seed = config.hash_seed
+        # num_hashes and hash_seed are read from the config at every call, so that setting
+        # model.config.hash_seed after construction takes effect as users expect.
+        self.config = config
         self.is_decoder = config.is_decoder
         self.strictly_causal = config.is_decoder and config.lsh_strictly_causal
         self.same_bucket_only = config.lsh_same_bucket_only or self.strictly_causal
@@ -167,8 +168,9 @@ class LSHSelfAttention(nn.Module):
         """
         shape = (num_hashes, self.num_heads, self.head_size, sum(u // 2 for u in self.bucket_factors))
         generator = None
-        if not self.training and self.hash_seed is not None:
-            generator = torch.Generator(device=device).manual_seed(self.hash_seed + self.layer_idx)
+        hash_seed = self.config.hash_seed
+        if not self.training and hash_seed is not None:
+            generator = torch.Generator(device=device).manual_seed(hash_seed + self.layer_idx)
         rotations = torch.randn(shape, generator=generator, device=device, dtype=torch.float32)
         return rotations.permute(1, 2, 0, 3).to(dtype)
 
@@ -194,7 +196,7 @@ class LSHSelfAttention(nn.Module):
         """
         b, n, _ = hidden_states.shape
         h, d = self.num_heads, self.head_size
-        num_hashes = num_hashes or self.default_num_hashes
+        num_hashes = num_hashes or self.config.num_hashes
 
         query_key = self.query_key(hidden_states).view(b, n, h, d).transpose(1, 2)  # [b, h, n, d]
         values = self.value(hidden_states).view(b, n, h, d).transpose(1, 2)  # [b, h, n, d]

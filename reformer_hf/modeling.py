@@ -79,6 +79,8 @@ class ReformerModel(ReformerPreTrainedModel):
         num_hashes: int | None = None,
         output_hidden_states: bool | None = None,
         return_dict: bool | None = None,
+        use_cache: bool | None = None,
+        output_attentions: bool | None = None,
     ) -> BaseModelOutput | tuple:
         """Encode a batch.
 
@@ -95,11 +97,20 @@ class ReformerModel(ReformerPreTrainedModel):
                 the embeddings and after every layer. On the reversible path with gradients
                 enabled, the per-layer states are detached from the graph.
             return_dict: Return a ``BaseModelOutput`` (the default) or a tuple.
+            use_cache: Accepted for compatibility with transformers tooling. The model keeps no
+                key/value cache, so it has no effect.
+            output_attentions: Must be false or ``None``: LSH attention never forms a dense
+                attention matrix to return.
 
         Raises:
             ValueError: for a missing or doubled input, ids outside the vocabulary, tensors of the
                 wrong shape, or more real tokens than ``max_position_embeddings``.
         """
+        if output_attentions:
+            raise ValueError(
+                "output_attentions=True is not supported: LSH and local attention never form the dense "
+                "[length, length] attention matrix. Leave output_attentions unset."
+            )
         real, position_ids = self._validate_inputs(input_ids, attention_mask, position_ids, inputs_embeds, num_hashes)
         length = real.shape[1]
 
@@ -252,6 +263,8 @@ class ReformerForCausalLM(ReformerPreTrainedModel, GenerationMixin):
         num_hashes: int | None = None,
         output_hidden_states: bool | None = None,
         return_dict: bool | None = None,
+        use_cache: bool | None = None,
+        output_attentions: bool | None = None,
     ) -> CausalLMOutput | tuple:
         """Predict the next token at every position; see ``ReformerModel.forward`` for the inputs.
 
@@ -280,6 +293,7 @@ class ReformerForCausalLM(ReformerPreTrainedModel, GenerationMixin):
             inputs_embeds=inputs_embeds,
             num_hashes=num_hashes,
             output_hidden_states=output_hidden_states,
+            output_attentions=output_attentions,
         )
         logits = self.lm_head(outputs.last_hidden_state)
 
@@ -295,13 +309,40 @@ class ReformerForCausalLM(ReformerPreTrainedModel, GenerationMixin):
             return ((loss,) + result) if loss is not None else result
         return CausalLMOutput(loss=loss, logits=logits, hidden_states=outputs.hidden_states)
 
+    def generate(self, inputs: torch.Tensor | None = None, generation_config=None, **kwargs):
+        """Generate with ``GenerationMixin.generate``, after checking the length fits the positions.
+
+        Raises:
+            ValueError: when the prompt plus the requested new tokens exceed
+                ``config.max_position_embeddings``, before any token is generated.
+        """
+        prompt = inputs if inputs is not None else kwargs.get("input_ids")
+        if prompt is None and kwargs.get("inputs_embeds") is not None:
+            prompt = kwargs["inputs_embeds"]
+        if prompt is not None and prompt.dim() >= 2:
+            settings = generation_config if generation_config is not None else self.generation_config
+            max_new_tokens = kwargs.get("max_new_tokens", settings.max_new_tokens)
+            prompt_length = prompt.shape[1]
+            total = prompt_length + max_new_tokens if max_new_tokens is not None else kwargs.get(
+                "max_length", settings.max_length
+            )
+            capacity = self.config.max_position_embeddings
+            if prompt_length > capacity or (total is not None and total > capacity):
+                raise ValueError(
+                    f"The prompt has {prompt_length} tokens and generation may run to {max(total or 0, prompt_length)}, "
+                    f"but the model embeds only {capacity} positions (max_position_embeddings). Shorten the "
+                    f"prompt or lower max_new_tokens so that prompt length plus max_new_tokens is at most {capacity}."
+                )
+        return super().generate(inputs, generation_config=generation_config, **kwargs)
+
     def prepare_inputs_for_generation(self, input_ids, attention_mask=None, num_hashes=None, **kwargs):
         """Feed the whole sequence at every step: the model keeps no cache between steps."""
         capacity = self.config.max_position_embeddings
         if input_ids.shape[1] > capacity:
             raise ValueError(
-                f"Generation reached {input_ids.shape[1]} tokens, more than the {capacity} positions the model "
-                f"embeds (max_position_embeddings). Keep the prompt length plus max_new_tokens at or below {capacity}."
+                f"The sequence reached {input_ids.shape[1]} tokens, prompt and generated together, more than the "
+                f"{capacity} positions the model embeds (max_position_embeddings). Keep the prompt length plus "
+                f"max_new_tokens at or below {capacity}."
             )
         # NOTE: without a cache each new token costs a forward pass over the whole sequence.
         return {"input_ids": input_ids, "attention_mask": attention_mask, "num_hashes": num_hashes}

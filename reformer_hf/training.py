@@ -241,7 +241,9 @@ def pretrain(
     bf16 = use_bf16(settings.bf16)
     config = build_config(settings)
     set_seed(settings.seed)
-    tokenizer = ReformerByteTokenizer()
+    # The saved tokenizer truncates to what the model can embed, so pipelines with truncation=True
+    # never hand it a longer input.
+    tokenizer = ReformerByteTokenizer(model_max_length=config.max_position_embeddings)
 
     documents = load_corpus(data_files, dataset, settings, **dataset_options)
     splits = build_lm_datasets(

@@ -103,3 +103,12 @@ def test_cli_pretrain_on_wikipedia_dump(tmp_path, capsys):
                  "--max-steps", "2", "--eval-steps", "2", "--max-eval-sequences", "4"])
     assert code == 0
     assert "Held-out bits per byte:" in capsys.readouterr().out
+
+
+def test_every_setting_has_help():
+    import dataclasses
+
+    from reformer_hf.cli import SETTING_HELP
+    from reformer_hf.training import PretrainSettings
+
+    assert sorted(SETTING_HELP) == sorted(field.name for field in dataclasses.fields(PretrainSettings))

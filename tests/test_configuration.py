@@ -270,3 +270,9 @@ def test_causal_lm_needs_decoder(tiny_config):
         "Build the config with is_decoder=True."
     ):
         ReformerForCausalLM(tiny_config(is_decoder=False))
+
+
+def test_attention_layers_string_rejected():
+    with pytest.raises(ValueError, match=r"attention_layers must be a list of attention kinds, one per layer, got the "
+                                         r"string 'lsh'\. Pass a list such as \['lsh'\]\."):
+        ReformerConfig(attention_layers="lsh")

@@ -627,3 +627,18 @@ def test_real_book_blocks(tokenizer):
     # The held-out blocks are the end of the book, up to its final eos.
     assert joined(blocks["validation"]) == stream[-sequence_length * blocks["validation"].num_rows :]
     assert blocks["train"][0]["input_ids"] == stream[:sequence_length]
+
+
+def test_dataset_split_on_single_split_rejected(tmp_path):
+    directory = tmp_path / "single"
+    Dataset.from_dict({"text": ["one document"]}).save_to_disk(str(directory))
+    with pytest.raises(ValueError, match=r"is a single split, so dataset_split='validation' \(--dataset-split\) cannot"):
+        load_documents(dataset=str(directory), dataset_split="validation")
+
+
+def test_unloadable_dataset_name_is_value_error(monkeypatch):
+    # Offline mode keeps the lookup on this machine: the name is resolved against the local cache only.
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    monkeypatch.setattr(datasets.config, "HF_HUB_OFFLINE", True)
+    with pytest.raises(ValueError, match=r"Could not load dataset 'no-such-user/no-such-dataset'"):
+        load_documents(dataset="no-such-user/no-such-dataset")

@@ -637,10 +637,48 @@ def test_generate_passes_num_hashes(tiny_config, monkeypatch):
     assert seen == [3, 3, 3]
 
 
-def test_generate_past_capacity_names_fix(tiny_config):
+def test_generate_past_capacity_raises_first(tiny_config, monkeypatch):
     model = ReformerForCausalLM(tiny_config()).eval()
     capacity = model.config.max_position_embeddings
     prompt = random_ids(1, capacity - 2)
-    with pytest.raises(ValueError, match=rf"Generation reached {capacity + 1} tokens, more than the {capacity} "
-                                         rf"positions .* prompt length plus max_new_tokens at or below {capacity}\."):
-        model.generate(input_ids=prompt, max_new_tokens=5, min_new_tokens=5, do_sample=False, pad_token_id=0)
+    calls = []
+    original_forward = ReformerForCausalLM.forward
+    monkeypatch.setattr(ReformerForCausalLM, "forward", lambda self, *a, **k: calls.append(1) or original_forward(self, *a, **k))
+    message = (rf"The prompt has {capacity - 2} tokens and generation may run to {capacity + 3}, but the model "
+               rf"embeds only {capacity} positions .* at most {capacity}\.")
+    with pytest.raises(ValueError, match=message):
+        model.generate(input_ids=prompt, max_new_tokens=5, do_sample=False, pad_token_id=0)
+    assert calls == []
+
+
+def test_generate_within_capacity_reaches_limit(tiny_config):
+    model = ReformerForCausalLM(tiny_config()).eval()
+    capacity = model.config.max_position_embeddings
+    output = model.generate(input_ids=random_ids(1, capacity - 3), max_new_tokens=3, min_new_tokens=3,
+                            do_sample=False, pad_token_id=0)
+    assert output.shape == (1, capacity)
+
+
+def test_forward_accepts_use_cache(tiny_config):
+    model = ReformerForCausalLM(tiny_config()).eval()
+    input_ids = random_ids(2, 10)
+    with torch.no_grad():
+        plain = model(input_ids=input_ids).logits
+        with_flag = model(input_ids=input_ids, use_cache=False).logits
+    assert torch.equal(plain, with_flag)
+
+
+def test_forward_rejects_output_attentions(tiny_config):
+    model = ReformerForCausalLM(tiny_config()).eval()
+    with pytest.raises(ValueError, match=r"output_attentions=True is not supported"):
+        model(input_ids=random_ids(1, 8), output_attentions=True)
+
+
+def test_hash_seed_set_after_construction(tiny_config):
+    model = ReformerForCausalLM(tiny_config(**LAYER_SCHEDULES["lsh"], hash_seed=None)).eval()
+    model.config.hash_seed = 7
+    input_ids = random_ids(2, 24)
+    with torch.no_grad():
+        first = model(input_ids=input_ids).logits
+        second = model(input_ids=input_ids).logits
+    assert torch.equal(first, second)

@@ -62,6 +62,7 @@ def test_pretrain_output_loads_with_auto_classes(book_excerpt, tmp_path):
     tokenizer = AutoTokenizer.from_pretrained(output_dir)
     assert isinstance(model, reformer_hf.ReformerForCausalLM)
     assert isinstance(tokenizer, reformer_hf.ReformerByteTokenizer)
+    assert tokenizer.model_max_length == model.config.max_position_embeddings
     assert (output_dir / "model.safetensors").exists()
     assert sorted(path.name for path in output_dir.glob("checkpoint-*")) == ["checkpoint-2", "checkpoint-4"]
 
