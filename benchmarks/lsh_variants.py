@@ -71,7 +71,7 @@ SELF_MASK_VALUE = -1e5
 class Settings:
     """Sizes of one benchmark run.
 
-    ``num_buckets`` is ``2 * length / chunk_length``, so a bucket holds half a chunk on average.
+    ``num_buckets`` is ``2 * length / chunk_length``, so a bucket contains half a chunk on average.
     """
 
     length: int

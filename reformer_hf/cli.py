@@ -123,7 +123,7 @@ def build_parser() -> argparse.ArgumentParser:
                       help="plain text files, or Wikipedia XML dumps (.xml or .bz2)")
     data.add_argument("--dataset", metavar="NAME_OR_DIR",
                       help="a datasets name or a local dataset directory")
-    pretrain.add_argument("--text-column", default="text", help="column of --dataset that holds the text")
+    pretrain.add_argument("--text-column", default="text", help="column of --dataset that contains the text")
     pretrain.add_argument("--dataset-split", default="train", help="split of --dataset to read")
     pretrain.add_argument("--wikipedia-raw-xml", action="store_true",
                           help="train on the raw XML of Wikipedia dumps, as enwik8 does, instead of article text")

@@ -38,11 +38,11 @@ class ReformerConfig(PretrainedConfig):
         lsh_num_chunks_before: Number of earlier chunks each LSH chunk attends to (look-back).
         lsh_num_chunks_after: Number of later chunks each LSH chunk attends to (look-ahead). Must be
             0 when ``is_decoder`` is true, because later chunks hold no earlier positions.
-        num_buckets: Number of hash buckets. An even int; a pair ``[u1, u2]`` of even ints, which
-            hashes twice and combines the buckets as ``b1 + u1 * b2`` so that the rotations stay
-            small; or ``None`` to derive it from the position capacity as the Reformer paper (Kitaev, Kaiser
-            and Levskaya, 2020) does: the power
-            of two nearest to ``2 * max_position_embeddings / lsh_chunk_length``, at least 2.
+        num_buckets: Number of hash buckets, in one of three forms. An even int. A pair
+            ``[u1, u2]`` of even ints, which hashes twice and combines the buckets as
+            ``b1 + u1 * b2`` so that the rotations stay small. Or ``None``, which derives it from
+            the position capacity as the paper does: the power of two nearest to
+            ``2 * max_position_embeddings / lsh_chunk_length``, at least 2.
         num_hashes: Number of hash rounds. A forward call can ask for more with ``num_hashes=``.
         hash_seed: Seed of the random rotations in evaluation mode. With a seed, evaluation is
             deterministic. Training always draws fresh rotations from torch's default generator,

@@ -316,7 +316,7 @@ def _load_dataset_or_dict(dataset: str) -> Dataset | DatasetDict:
 
 
 def _load_dataset_by_name(dataset: str) -> Dataset | DatasetDict:
-    """Call ``load_dataset`` and turn its failures into one ``ValueError`` that says what to try."""
+    """Call ``load_dataset`` and turn its failures into one ``ValueError`` that suggests what to try."""
     try:
         return load_dataset(dataset)
     except (ConnectionError, FileNotFoundError, ValueError, OSError) as error:

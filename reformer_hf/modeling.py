@@ -1,8 +1,8 @@
 """Reformer models: the base model and the causal language-modelling head.
 
 Any length, any padding: ``ReformerModel.forward`` moves the real tokens of every row to its front
-(a stable sort on the attention mask, so left padding and holes become right padding), pads the
-batch to a multiple of every chunk length, runs the layers, then trims and moves the outputs back.
+with a stable sort on the attention mask, so left padding and holes become right padding. It pads
+the batch to a multiple of every chunk length, runs the layers, then trims and moves the outputs back.
 Because each row then starts with its real tokens, and padding sorts after every real token in LSH
 attention, the outputs at real tokens do not depend on how much padding there is or where it sits.
 """

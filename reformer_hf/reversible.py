@@ -8,12 +8,13 @@ whatever the depth.
 
 The recomputation must match the forward pass exactly. Before each block the forward pass records
 torch's random number generator state, which the backward pass restores so that dropout draws the
-same masks, and it keeps each LSH layer's buckets, which the backward pass reuses instead of hashing
-the rebuilt (and so slightly different) inputs again.
+same masks. It also keeps each LSH layer's buckets. The backward pass reuses them instead of
+hashing the rebuilt inputs, which differ from the originals by rounding.
 
 All parameters are explicit inputs of the autograd function. Their gradients are returned to
-autograd instead of being accumulated by hand, so the parameters get gradients even when the input
-embeddings do not require any, and hooks such as DistributedDataParallel's fire as usual.
+autograd instead of being accumulated by hand. So the parameters get gradients even when the input
+embeddings do not require any, and parameter gradient hooks, which DistributedDataParallel uses,
+fire once per backward pass.
 """
 
 import contextlib
@@ -183,7 +184,7 @@ class _ReversibleStackFunction(torch.autograd.Function):
 
 
 class ReformerStack(nn.Module):
-    """The layers of the model, run reversibly or with ordinary autograd as the config says."""
+    """The layers of the model, run reversibly or with ordinary autograd as ``config.reversible`` selects."""
 
     def __init__(self, config: ReformerConfig):
         super().__init__()

@@ -1,9 +1,9 @@
 """The ``reformer-hf pretrain`` job: causal language-model pretraining with the transformers Trainer.
 
-A preset fixes every setting; any of them can be overridden. The job loads text, cuts it into long
-byte sequences with a held-out tail, trains with ``Trainer`` (progress bar, periodic evaluation in
-bits per byte, checkpoints), evaluates the held-out split, writes a directory that the Auto classes
-load, and prints a generated sample.
+A preset fixes every setting, and any of them can be overridden. The job loads text and cuts it
+into long byte sequences with a held-out tail. It trains with ``Trainer``, which shows a progress
+bar, evaluates in bits per byte and writes checkpoints. At the end it evaluates the held-out split,
+writes a directory that the Auto classes load, and prints a generated sample.
 """
 
 import dataclasses
@@ -175,7 +175,7 @@ def build_config(settings: PretrainSettings) -> ReformerConfig:
 
 
 def cpu_supports_bf16() -> bool:
-    """Whether this CPU has native bf16 instructions (AVX512-BF16 or AMX), where autocast pays off."""
+    """Return whether this CPU has native bf16 instructions (AVX512-BF16 or AMX), where autocast pays off."""
     try:
         with open("/proc/cpuinfo", encoding="utf-8") as cpuinfo:
             flags = cpuinfo.read()
