@@ -1,8 +1,9 @@
 """Chunk arithmetic shared by LSH and local attention.
 
 Both attention kinds split a sequence into chunks of equal length and let each chunk attend to itself
-and to a fixed number of neighbouring chunks. The neighbours never wrap around: the first chunk has no
-chunk before it and the last chunk none after it, so the missing slots are filled and masked out.
+and to a fixed number of neighbouring chunks. By default the neighbours never wrap around: the first
+chunk has no chunk before it and the last chunk none after it, so the missing slots are filled and
+masked out. ``config.chunk_window_wraps`` selects transformers' cyclic windows instead.
 
 Shape legend: c chunks, w chunk length, k = (before + 1 + after) * w keys per chunk window.
 """
@@ -39,8 +40,10 @@ def split_into_chunks(tensor: torch.Tensor, chunk_length: int, dim: int) -> torc
     return tensor.reshape(new_shape)
 
 
-def look_adjacent(chunks: torch.Tensor, num_before: int, num_after: int, chunk_dim: int, fill_value) -> torch.Tensor:
-    """Concatenate each chunk with its neighbours, without wrapping around.
+def look_adjacent(
+    chunks: torch.Tensor, num_before: int, num_after: int, chunk_dim: int, fill_value, wrap: bool = False
+) -> torch.Tensor:
+    """Concatenate each chunk with its neighbours, without wrapping around unless ``wrap`` is set.
 
     Args:
         chunks: Tensor whose ``chunk_dim`` indexes chunks and whose next dim indexes positions in a
@@ -50,6 +53,8 @@ def look_adjacent(chunks: torch.Tensor, num_before: int, num_after: int, chunk_d
         chunk_dim: The chunk dim.
         fill_value: Value of the slots that fall before the first or after the last chunk. Callers
             pass a value that their masks recognise, such as a position of -1.
+        wrap: Take the neighbours cyclically instead, as transformers' Reformer does: the chunk
+            before the first is the last. ``fill_value`` is then unused.
 
     Returns:
         ``[..., c, (num_before + 1 + num_after) * w, ...]``: for chunk ``i``, chunks
@@ -59,6 +64,10 @@ def look_adjacent(chunks: torch.Tensor, num_before: int, num_after: int, chunk_d
     if num_before == 0 and num_after == 0:
         return chunks
     num_chunks = chunks.shape[chunk_dim]
+    if wrap:
+        windows = [chunks.roll(-offset, dims=chunk_dim) for offset in range(-num_before, num_after + 1)]
+        stacked = torch.stack(windows, dim=chunk_dim + 1)
+        return stacked.reshape(stacked.shape[: chunk_dim + 1] + (-1,) + stacked.shape[chunk_dim + 3 :])
     fill_shape = list(chunks.shape)
     parts = []
     if num_before:
@@ -90,6 +99,7 @@ def attend(
     values: torch.Tensor,
     logit_bias: torch.Tensor,
     dropout: torch.nn.Module,
+    replace_masked: bool = False,
 ) -> tuple[torch.Tensor, torch.Tensor]:
     """Attend each query to its window of keys.
 
@@ -100,12 +110,16 @@ def attend(
         logit_bias: ``[..., w, k]`` added to the float32 logits: 0 where allowed, a mask value
             elsewhere.
         dropout: Dropout applied to the attention probabilities.
+        replace_masked: Replace masked logits by their mask value instead of adding it, as
+            transformers' Reformer does. Then a query that can attend only to itself gets a
+            log-sum-exp of exactly ``SELF_MASK_VALUE``.
 
     Returns:
         The outputs ``[..., w, d]`` in the dtype of ``values``, and the float32 log-sum-exp of each
         query's logits ``[..., w]``, which LSH attention needs to combine hash rounds.
     """
-    logits = torch.matmul(query.float(), keys.float().transpose(-1, -2)) + logit_bias
+    logits = torch.matmul(query.float(), keys.float().transpose(-1, -2))
+    logits = torch.where(logit_bias == 0, logits, logit_bias) if replace_masked else logits + logit_bias
     logsumexp = torch.logsumexp(logits, dim=-1, keepdim=True)
     probs = dropout(torch.exp(logits - logsumexp))
     outputs = torch.matmul(probs.to(values.dtype), values)

@@ -14,6 +14,7 @@ from transformers import PretrainedConfig
 ATTENTION_KINDS = ("lsh", "local", "full")
 ACTIVATIONS = ("relu", "gelu", "gelu_tanh", "silu")
 POSITION_EMBEDDING_TYPES = ("axial", "learned")
+HASH_SEED_MODES = ("per_layer", "transformers")
 
 
 class ReformerConfig(PretrainedConfig):
@@ -58,12 +59,38 @@ class ReformerConfig(PretrainedConfig):
         lsh_duplicate_correction: With several hash rounds, subtract the log of the number of
             rounds in which a query attends a key, so that a pair found in several rounds is
             counted once (the paper's appendix).
+        lsh_transformers_rounding: Reproduce two float32 details of transformers' LSH attention:
+            masked logits are replaced by the mask value instead of shifted by it, and hash rounds
+            are combined with ``exp(lse - logsumexp(lse))``. A query that can attend only to itself
+            (the first token of a causal sequence) then gets its own value scaled by up to 0.4%
+            instead of exactly. Converted transformers checkpoints switch it on.
         local_chunk_length: Chunk length of local attention.
         local_num_chunks_before: Number of earlier chunks each local chunk attends to.
         local_num_chunks_after: Number of later chunks each local chunk attends to. Must be 0 when
             ``is_decoder`` is true.
+        chunk_window_wraps: Let chunk windows wrap around, as transformers' Reformer does: the first
+            chunk looks back to the last one, and LSH chunks run over all hash rounds laid end to
+            end, so the first chunk of a round looks back to the last chunk of the round before.
+            Off by default, because in bidirectional attention it lets the end of a sequence, or
+            its padding, reach the first tokens. Converted transformers checkpoints switch it on.
+        hash_seed_mode: How ``hash_seed`` draws the LSH rotations. ``"per_layer"`` (the default)
+            seeds only evaluation, with ``hash_seed + layer index``, and draws the rounds one after
+            another, so that asking for more rounds keeps the first ones. ``"transformers"`` draws
+            them as transformers' Reformer does: with ``hash_seed`` itself in every layer, in
+            training and in evaluation, as one ``[heads, head_size, rounds, buckets / 2]`` tensor.
+        compact_padding: Move the real tokens of each row to its front before the layers and give
+            them positions 0, 1, 2, ..., so that padding on either side changes nothing at real
+            tokens. ``False`` keeps padding in place and counts it in the positions, as
+            transformers' Reformer does.
         hidden_dropout_prob: Dropout on embeddings, attention outputs and feed-forward layers.
         attention_probs_dropout_prob: Dropout on attention probabilities.
+        lsh_attention_probs_dropout_prob, local_attention_probs_dropout_prob: Dropout on the
+            attention probabilities of LSH layers and of local and full layers; ``None`` uses
+            ``attention_probs_dropout_prob``.
+        classifier_dropout: Dropout in the sequence classification head; ``None`` uses
+            ``hidden_dropout_prob``.
+        lm_head_chunk_size: Number of positions the language-modelling heads project at once; 0
+            projects the whole sequence at once. The logits are the same either way.
         position_embedding_type: ``"axial"`` (factorised positions, see ``axial_pos_shape``) or
             ``"learned"`` (one learned vector per position).
         axial_pos_shape: Factorisation of the position capacity, for example ``[128, 128]`` for
@@ -77,6 +104,8 @@ class ReformerConfig(PretrainedConfig):
             pass instead of storing them. ``False`` runs the same weights as a plain residual stack.
         layer_norm_eps: Epsilon of the layer norms.
         initializer_range: Standard deviation of the normal weight initialisation.
+        axial_norm_std: Standard deviation of the initial axial position weights; ``None`` uses
+            ``initializer_range``.
         is_decoder: Causal attention. ``ReformerForCausalLM`` requires it.
         pad_token_id, bos_token_id, eos_token_id: Special token ids, inside the vocabulary.
 
@@ -105,11 +134,19 @@ class ReformerConfig(PretrainedConfig):
         lsh_same_bucket_only: bool = False,
         lsh_strictly_causal: bool = True,
         lsh_duplicate_correction: bool = False,
+        lsh_transformers_rounding: bool = False,
         local_chunk_length: int = 64,
         local_num_chunks_before: int = 1,
         local_num_chunks_after: int = 0,
+        chunk_window_wraps: bool = False,
+        hash_seed_mode: str = "per_layer",
+        compact_padding: bool = True,
         hidden_dropout_prob: float = 0.05,
         attention_probs_dropout_prob: float = 0.0,
+        lsh_attention_probs_dropout_prob: float | None = None,
+        local_attention_probs_dropout_prob: float | None = None,
+        classifier_dropout: float | None = None,
+        lm_head_chunk_size: int = 0,
         position_embedding_type: str = "axial",
         axial_pos_shape: Sequence[int] = (128, 128),
         axial_pos_embds_dim: Sequence[int] = (64, 192),
@@ -118,6 +155,7 @@ class ReformerConfig(PretrainedConfig):
         reversible: bool = True,
         layer_norm_eps: float = 1e-12,
         initializer_range: float = 0.02,
+        axial_norm_std: float | None = None,
         is_decoder: bool = True,
         pad_token_id: int = 0,
         bos_token_id: int = 1,
@@ -146,11 +184,19 @@ class ReformerConfig(PretrainedConfig):
         self.lsh_same_bucket_only = lsh_same_bucket_only
         self.lsh_strictly_causal = lsh_strictly_causal
         self.lsh_duplicate_correction = lsh_duplicate_correction
+        self.lsh_transformers_rounding = lsh_transformers_rounding
         self.local_chunk_length = local_chunk_length
         self.local_num_chunks_before = local_num_chunks_before
         self.local_num_chunks_after = local_num_chunks_after
+        self.chunk_window_wraps = chunk_window_wraps
+        self.hash_seed_mode = hash_seed_mode
+        self.compact_padding = compact_padding
         self.hidden_dropout_prob = hidden_dropout_prob
         self.attention_probs_dropout_prob = attention_probs_dropout_prob
+        self.lsh_attention_probs_dropout_prob = lsh_attention_probs_dropout_prob
+        self.local_attention_probs_dropout_prob = local_attention_probs_dropout_prob
+        self.classifier_dropout = classifier_dropout
+        self.lm_head_chunk_size = lm_head_chunk_size
         self.position_embedding_type = position_embedding_type
         self.axial_pos_shape = list(axial_pos_shape)
         self.axial_pos_embds_dim = list(axial_pos_embds_dim)
@@ -161,6 +207,7 @@ class ReformerConfig(PretrainedConfig):
         self.reversible = reversible
         self.layer_norm_eps = layer_norm_eps
         self.initializer_range = initializer_range
+        self.axial_norm_std = axial_norm_std
         super().__init__(
             is_decoder=is_decoder,
             pad_token_id=pad_token_id,
@@ -174,6 +221,11 @@ class ReformerConfig(PretrainedConfig):
     @property
     def num_hidden_layers(self) -> int:
         return len(self.attention_layers)
+
+    def attention_dropout(self, kind: str) -> float:
+        """Dropout on the attention probabilities of a layer of ``kind``."""
+        specific = self.lsh_attention_probs_dropout_prob if kind == "lsh" else self.local_attention_probs_dropout_prob
+        return self.attention_probs_dropout_prob if specific is None else specific
 
     @property
     def resolved_num_buckets(self) -> int | list[int]:
@@ -189,10 +241,13 @@ class ReformerConfig(PretrainedConfig):
                      "lsh_chunk_length", "num_hashes", "local_chunk_length"):
             _check_positive_int(name, getattr(self, name))
         for name in ("lsh_num_chunks_before", "lsh_num_chunks_after", "local_num_chunks_before",
-                     "local_num_chunks_after", "feed_forward_chunk_size"):
+                     "local_num_chunks_after", "feed_forward_chunk_size", "lm_head_chunk_size"):
             _check_non_negative_int(name, getattr(self, name))
-        for name in ("hidden_dropout_prob", "attention_probs_dropout_prob"):
+        for name in ("hidden_dropout_prob", "attention_probs_dropout_prob", "lsh_attention_probs_dropout_prob",
+                     "local_attention_probs_dropout_prob", "classifier_dropout"):
             value = getattr(self, name)
+            if value is None and name not in ("hidden_dropout_prob", "attention_probs_dropout_prob"):
+                continue
             if isinstance(value, bool) or not isinstance(value, (int, float)) or not 0.0 <= value < 1.0:
                 raise ValueError(f"{name} must be a probability in [0, 1), got {value!r}.")
         if self.hidden_act not in ACTIVATIONS:
@@ -209,6 +264,20 @@ class ReformerConfig(PretrainedConfig):
                 )
         if self.hash_seed is not None and (isinstance(self.hash_seed, bool) or not isinstance(self.hash_seed, int)):
             raise ValueError(f"hash_seed must be an int or None, got {self.hash_seed!r}.")
+        for name in ("chunk_window_wraps", "compact_padding", "reversible", "lsh_same_bucket_only",
+                     "lsh_strictly_causal", "lsh_duplicate_correction", "lsh_transformers_rounding"):
+            if not isinstance(getattr(self, name), bool):
+                raise ValueError(f"{name} must be true or false, got {getattr(self, name)!r}.")
+        if self.hash_seed_mode not in HASH_SEED_MODES:
+            raise ValueError(
+                f"hash_seed_mode must be one of {', '.join(repr(m) for m in HASH_SEED_MODES)}, "
+                f"got {self.hash_seed_mode!r}."
+            )
+        if self.axial_norm_std is not None and (
+            isinstance(self.axial_norm_std, bool) or not isinstance(self.axial_norm_std, (int, float))
+            or self.axial_norm_std <= 0
+        ):
+            raise ValueError(f"axial_norm_std must be a positive number or None, got {self.axial_norm_std!r}.")
         if self.layer_norm_eps <= 0:
             raise ValueError(f"layer_norm_eps must be positive, got {self.layer_norm_eps!r}.")
         if self.tie_word_embeddings:
@@ -242,6 +311,12 @@ class ReformerConfig(PretrainedConfig):
                     "got 0: a query's earlier bucket-mates can sit in the chunk before it. "
                     "Set lsh_num_chunks_before=1 or lsh_strictly_causal=False."
                 )
+
+        if self.chunk_window_wraps and self.lsh_duplicate_correction and "lsh" in self.attention_layers:
+            raise ValueError(
+                "lsh_duplicate_correction=True cannot be combined with chunk_window_wraps=True: the correction "
+                "counts shared windows round by round, and wrapped windows cross rounds. Switch one of them off."
+            )
 
     def _validate_buckets(self) -> None:
         num_buckets = self.num_buckets

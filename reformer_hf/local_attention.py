@@ -3,7 +3,8 @@
 Local attention splits the sequence into chunks of ``local_chunk_length`` and lets each chunk attend
 to itself and its ``local_num_chunks_before`` earlier and ``local_num_chunks_after`` later chunks.
 The first chunk has nothing before it and the last nothing after it: the window never wraps around,
-so padding at the end of a sequence never reaches its first tokens.
+so padding at the end of a sequence never reaches its first tokens. ``config.chunk_window_wraps``
+makes the window cyclic, as in transformers' Reformer, for converted checkpoints.
 
 Full attention is the same computation with a single chunk covering the whole sequence, which
 makes it the plain O(n^2) baseline that the Reformer paper compares against.
@@ -30,12 +31,13 @@ class LocalSelfAttention(nn.Module):
         self.num_chunks_before = config.local_num_chunks_before
         self.num_chunks_after = config.local_num_chunks_after
         self.is_decoder = config.is_decoder
+        self.wraps = config.chunk_window_wraps
 
         all_head_size = self.num_heads * self.head_size
         self.query = nn.Linear(config.hidden_size, all_head_size, bias=False)
         self.key = nn.Linear(config.hidden_size, all_head_size, bias=False)
         self.value = nn.Linear(config.hidden_size, all_head_size, bias=False)
-        self.dropout = nn.Dropout(config.attention_probs_dropout_prob)
+        self.dropout = nn.Dropout(config.attention_dropout("local"))
 
     def window(self, length: int) -> tuple[int, int, int]:
         """Return chunk length, chunks before and chunks after for a sequence of ``length``."""
@@ -66,14 +68,16 @@ class LocalSelfAttention(nn.Module):
             heads = linear(hidden_states).view(b, n, h, d).transpose(1, 2)  # [b, h, n, d]
             return split_into_chunks(heads, w, dim=2)  # [b, h, c, w, d]
 
+        # A single chunk attends to itself only, also when windows wrap around.
+        wrap = self.wraps and n > w
         query = project(self.query) * d**-0.5
-        keys = look_adjacent(project(self.key), before, after, chunk_dim=2, fill_value=0.0)  # [b, h, c, k, d]
-        values = look_adjacent(project(self.value), before, after, chunk_dim=2, fill_value=0.0)
+        keys = look_adjacent(project(self.key), before, after, 2, 0.0, wrap)  # [b, h, c, k, d]
+        values = look_adjacent(project(self.value), before, after, 2, 0.0, wrap)
 
         positions = torch.arange(n, device=hidden_states.device)
         query_positions = split_into_chunks(positions, w, dim=0)  # [c, w]
-        key_positions = look_adjacent(query_positions, before, after, chunk_dim=0, fill_value=-1)  # [c, k]
-        key_valid = look_adjacent(split_into_chunks(key_padding_mask, w, dim=1), before, after, 1, False)
+        key_positions = look_adjacent(query_positions, before, after, 0, -1, wrap)  # [c, k]
+        key_valid = look_adjacent(split_into_chunks(key_padding_mask, w, dim=1), before, after, 1, False, wrap)
 
         allowed = key_valid[:, None, :, None, :]  # [b, 1, c, 1, k]
         if self.is_decoder:

@@ -114,13 +114,30 @@ def count_shared_windows(
     return shared.sum(dim=2)
 
 
-def combine_hash_rounds(outputs: torch.Tensor, logsumexp: torch.Tensor) -> torch.Tensor:
+def normalize_keys(query_key: torch.Tensor, eps: float = 1e-6) -> torch.Tensor:
+    """Scale shared query-key vectors ``[..., d]`` to length about 1: ``x / sqrt(|x|^2 + d * eps)``.
+
+    Written as ``x * rsqrt(mean(x^2) + eps) / sqrt(d)``, the form transformers' Reformer uses, so
+    that converted checkpoints give the same logits. ``eps`` keeps a zero vector finite.
+    """
+    mean_square = query_key.pow(2).mean(dim=-1, keepdim=True)
+    return query_key * torch.rsqrt(mean_square + eps) / math.sqrt(query_key.shape[-1])
+
+
+def combine_hash_rounds(outputs: torch.Tensor, logsumexp: torch.Tensor, transformers_rounding: bool = False) -> torch.Tensor:
     """Combine ``[b, h, r, n, d]`` round outputs with their ``[b, h, r, n]`` log-sum-exp weights.
 
     Each round's output is a softmax over the keys it found. Weighting round ``t`` by
     ``exp(lse_t - logsumexp_t(lse_t))`` turns the rounds into one softmax over all keys found.
+
+    With ``transformers_rounding`` the weights are computed literally by that formula, as
+    transformers' Reformer does. At log-sum-exps near the self-mask value -1e5 float32 keeps only
+    about two decimals, so the weights of a query that sees only itself then sum to 1 +- 0.4%.
     """
-    weights = torch.softmax(logsumexp, dim=2).unsqueeze(-1)  # [b, h, r, n, 1]
+    if transformers_rounding:
+        weights = torch.exp(logsumexp - torch.logsumexp(logsumexp, dim=2, keepdim=True)).unsqueeze(-1)
+    else:
+        weights = torch.softmax(logsumexp, dim=2).unsqueeze(-1)  # [b, h, r, n, 1]
     return (weights.to(outputs.dtype) * outputs).sum(dim=2)
 
 
@@ -148,11 +165,13 @@ class LSHSelfAttention(nn.Module):
         self.strictly_causal = config.is_decoder and config.lsh_strictly_causal
         self.same_bucket_only = config.lsh_same_bucket_only or self.strictly_causal
         self.duplicate_correction = config.lsh_duplicate_correction
+        self.wraps = config.chunk_window_wraps
+        self.transformers_rounding = config.lsh_transformers_rounding
 
         all_head_size = self.num_heads * self.head_size
         self.query_key = nn.Linear(config.hidden_size, all_head_size, bias=False)
         self.value = nn.Linear(config.hidden_size, all_head_size, bias=False)
-        self.dropout = nn.Dropout(config.attention_probs_dropout_prob)
+        self.dropout = nn.Dropout(config.attention_dropout("lsh"))
 
     @property
     def num_buckets(self) -> int:
@@ -164,13 +183,20 @@ class LSHSelfAttention(nn.Module):
         In evaluation with a hash seed they come from a private generator, so every call draws
         the same rotations and raising ``num_hashes`` keeps the first rounds unchanged. Otherwise
         they come from torch's default generator, whose state the reversible backward pass saves
-        and restores.
+        and restores. ``config.hash_seed_mode="transformers"`` draws them as transformers'
+        Reformer does instead (see ``ReformerConfig``).
         """
-        shape = (num_hashes, self.num_heads, self.head_size, sum(u // 2 for u in self.bucket_factors))
-        generator = None
+        half_buckets = sum(u // 2 for u in self.bucket_factors)
         hash_seed = self.config.hash_seed
+        if self.config.hash_seed_mode == "transformers":
+            # transformers' Reformer reseeds with hash_seed itself in every layer and mode.
+            generator = None if hash_seed is None else torch.Generator(device=device).manual_seed(hash_seed)
+            shape = (self.num_heads, self.head_size, num_hashes, half_buckets)
+            return torch.randn(shape, generator=generator, device=device, dtype=dtype)
+        generator = None
         if not self.training and hash_seed is not None:
             generator = torch.Generator(device=device).manual_seed(hash_seed + self.layer_idx)
+        shape = (num_hashes, self.num_heads, self.head_size, half_buckets)
         rotations = torch.randn(shape, generator=generator, device=device, dtype=torch.float32)
         return rotations.permute(1, 2, 0, 3).to(dtype)
 
@@ -185,8 +211,8 @@ class LSHSelfAttention(nn.Module):
 
         Args:
             hidden_states: ``[b, n, hidden_size]`` with ``n`` a multiple of the chunk length.
-            key_padding_mask: ``[b, n]``, true at real tokens. Padding must follow all real
-                tokens of its row.
+            key_padding_mask: ``[b, n]``, true at real tokens. Padding may sit anywhere; it
+                sorts after every real token in each round.
             num_hashes: Hash rounds for this call; the config's ``num_hashes`` when ``None``.
             buckets: ``[b, h, r, n]`` buckets to reuse instead of hashing, as returned by an
                 earlier call on the same input.
@@ -212,6 +238,27 @@ class LSHSelfAttention(nn.Module):
         outputs = self.attend_hashed(query_key, values, buckets, key_padding_mask)
         return outputs.transpose(1, 2).reshape(b, n, h * d), buckets
 
+    def window_function(self, length: int):
+        """Return ``adjacent(chunks, fill_value)`` that adds each chunk's neighbours to
+        ``[b, h, r, c, w, ...]`` chunks.
+
+        By default each round is chunked on its own and windows stop at its ends. With
+        ``chunk_window_wraps`` the rounds are laid end to end and the windows wrap around the whole,
+        as in transformers' Reformer, except that a round of a single chunk attends to itself only,
+        as transformers does for a sequence no longer than one chunk.
+        """
+        before, after = self.num_chunks_before, self.num_chunks_after
+        if not self.wraps or length <= self.chunk_length:
+            return lambda chunks, fill_value: look_adjacent(chunks, before, after, 3, fill_value)
+
+        def adjacent(chunks: torch.Tensor, fill_value) -> torch.Tensor:
+            b, h, r, c = chunks.shape[:4]
+            laid_out = chunks.reshape(b, h, r * c, *chunks.shape[4:])
+            windows = look_adjacent(laid_out, before, after, 2, fill_value, wrap=True)
+            return windows.reshape(b, h, r, c, *windows.shape[3:])
+
+        return adjacent
+
     def attend_hashed(
         self, query_key: torch.Tensor, values: torch.Tensor, buckets: torch.Tensor, key_padding_mask: torch.Tensor
     ) -> torch.Tensor:
@@ -231,19 +278,20 @@ class LSHSelfAttention(nn.Module):
         # of the angle between query and key: the angle is what the hashing groups by. Queries
         # are not rescaled (as in trax and transformers), so |q| sets the sharpness of attention.
         query = split_into_chunks(sorted_query_key, w, dim=3)
-        keys = nn.functional.normalize(query, dim=-1)
+        keys = normalize_keys(query)
         query_positions = split_into_chunks(sorted_idx, w, dim=3)  # [b, h, r, c, w]
-        keys = look_adjacent(keys, before, after, chunk_dim=3, fill_value=0.0)  # [b, h, r, c, k, d]
-        window_values = look_adjacent(split_into_chunks(sorted_values, w, dim=3), before, after, 3, 0.0)
-        key_positions = look_adjacent(query_positions, before, after, 3, -1)  # [b, h, r, c, k]
-        key_valid = look_adjacent(split_into_chunks(sorted_valid, w, dim=3), before, after, 3, False)
+        adjacent = self.window_function(n)
+        keys = adjacent(keys, 0.0)  # [b, h, r, c, k, d]
+        window_values = adjacent(split_into_chunks(sorted_values, w, dim=3), 0.0)
+        key_positions = adjacent(query_positions, -1)  # [b, h, r, c, k]
+        key_valid = adjacent(split_into_chunks(sorted_valid, w, dim=3), False)
 
         allowed = key_valid.unsqueeze(-2)  # [b, h, r, c, 1, k]
         if self.is_decoder:
             allowed = allowed & (key_positions.unsqueeze(-2) <= query_positions.unsqueeze(-1))
         if self.same_bucket_only:
             query_buckets = split_into_chunks(sorted_buckets, w, dim=3)
-            key_buckets = look_adjacent(query_buckets, before, after, 3, -1)
+            key_buckets = adjacent(query_buckets, -1)
             allowed = allowed & (key_buckets.unsqueeze(-2) == query_buckets.unsqueeze(-1))
         max_slot_gap = before * w if self.strictly_causal else None
         if max_slot_gap is not None:
@@ -251,9 +299,10 @@ class LSHSelfAttention(nn.Module):
             # it. Inside one bucket, though, the sorted slots of earlier tokens do not move when
             # later tokens change, so "own bucket, at most before * w slots back" is a window
             # that only earlier tokens decide. The chunk window always contains it.
-            query_slots = split_into_chunks(torch.arange(n, device=query.device), w, dim=0)  # [c, w]
-            key_slots = look_adjacent(query_slots, before, after, chunk_dim=0, fill_value=-1)  # [c, k]
-            gap = query_slots.unsqueeze(-1) - key_slots.unsqueeze(-2)  # [c, w, k]
+            slots = torch.arange(n, device=query.device).expand(b, h, sorted_idx.shape[2], n)
+            query_slots = split_into_chunks(slots, w, dim=3)  # [b, h, r, c, w]
+            key_slots = adjacent(query_slots, -1)  # [b, h, r, c, k]
+            gap = query_slots.unsqueeze(-1) - key_slots.unsqueeze(-2)  # [b, h, r, c, w, k]
             allowed = allowed & (gap >= 0) & (gap <= max_slot_gap)
         logit_bias = torch.zeros(allowed.shape, dtype=torch.float32, device=query.device)
         logit_bias = logit_bias.masked_fill(~allowed, MASK_VALUE)
@@ -268,11 +317,13 @@ class LSHSelfAttention(nn.Module):
             )
             logit_bias = logit_bias - torch.log(counts.clamp(min=1).float())
 
-        outputs, logsumexp = attend(query, keys, window_values, logit_bias, self.dropout)
+        outputs, logsumexp = attend(
+            query, keys, window_values, logit_bias, self.dropout, replace_masked=self.transformers_rounding
+        )
 
         # Back to one sequence per round, then to the original order.
         outputs = outputs.reshape(b, h, -1, n, d)  # [b, h, r, n, d]
         logsumexp = logsumexp.reshape(b, h, -1, n)  # [b, h, r, n]
         outputs = outputs.gather(3, undo_sort_idx.unsqueeze(-1).expand_as(outputs))
         logsumexp = logsumexp.gather(3, undo_sort_idx)
-        return combine_hash_rounds(outputs, logsumexp)
+        return combine_hash_rounds(outputs, logsumexp, self.transformers_rounding)

@@ -14,7 +14,7 @@ from torch import nn
 from transformers import GenerationMixin, PreTrainedModel
 from transformers.modeling_outputs import BaseModelOutput, CausalLMOutput
 
-from .chunking import pad_to_multiple
+from .chunking import pad_to_multiple, padded_length
 from .configuration import ReformerConfig
 from .embeddings import AxialPositionEmbeddings, ReformerEmbeddings, axial_strides
 from .reversible import ReformerStack
@@ -33,7 +33,8 @@ class ReformerPreTrainedModel(PreTrainedModel):
         super()._init_weights(module)
         if isinstance(module, AxialPositionEmbeddings):
             for weight in module.weights:
-                nn.init.normal_(weight, mean=0.0, std=self.config.initializer_range)
+                std = self.config.axial_norm_std or self.config.initializer_range
+                nn.init.normal_(weight, mean=0.0, std=std)
             # from_pretrained (transformers 5.25) builds the model on the meta device and leaves
             # non-persistent buffers uninitialised, then calls this method to fill them.
             module.strides.copy_(axial_strides(module.axial_pos_shape))
@@ -69,6 +70,21 @@ class ReformerModel(ReformerPreTrainedModel):
         if "local" in self.config.attention_layers:
             multiple = math.lcm(multiple, self.config.local_chunk_length)
         return multiple
+
+    def _fits_one_lsh_chunk(self, length: int) -> bool:
+        """Whether transformers' Reformer would run LSH layers on ``length`` tokens as one chunk.
+
+        It pads an input longer than the shortest chunk length to a multiple of every chunk
+        length, and attends without hashing when the result is at most one LSH chunk long.
+        """
+        config = self.config
+        if "lsh" not in config.attention_layers:
+            return False
+        chunk_lengths = [config.lsh_chunk_length] + (
+            [config.local_chunk_length] if "local" in config.attention_layers else []
+        )
+        padded = length if length <= min(chunk_lengths) else padded_length(length, self.length_multiple)
+        return padded <= config.lsh_chunk_length
 
     def forward(
         self,
@@ -116,7 +132,7 @@ class ReformerModel(ReformerPreTrainedModel):
 
         # Move real tokens to the front of their rows so that every row is right-padded.
         restore_idx = None
-        if not bool(real.all()):
+        if self.config.compact_padding and not bool(real.all()):
             order = torch.sort((~real).to(torch.int8), dim=1, stable=True).indices  # [b, n]
             restore_idx = torch.argsort(order, dim=1)
             real = real.gather(1, order)
@@ -129,13 +145,18 @@ class ReformerModel(ReformerPreTrainedModel):
         if position_ids is None:
             position_ids = torch.arange(length, device=real.device).expand(real.shape[0], length)
         # Padded slots get a valid position id; their outputs are never used.
-        position_ids = position_ids.masked_fill(~real, 0)
+        capacity = self.config.max_position_embeddings
+        outside = (position_ids < 0) | (position_ids >= capacity)
+        position_ids = position_ids.masked_fill(~real & (outside | self.config.compact_padding), 0)
 
         hidden_states = self.embeddings(position_ids, input_ids=input_ids, inputs_embeds=inputs_embeds)
         all_hidden_states = [] if output_hidden_states else None
         if all_hidden_states is not None:
             all_hidden_states.append(torch.cat([hidden_states, hidden_states], dim=-1))
 
+        if self.config.lsh_transformers_rounding and self._fits_one_lsh_chunk(length):
+            # transformers' Reformer attends such a sequence without hashing, in a single round.
+            num_hashes = 1
         # Pad to a multiple of every chunk length. The padding is masked as a key everywhere.
         hidden_states = pad_to_multiple(hidden_states, self.length_multiple, dim=1)
         key_padding_mask = pad_to_multiple(real, self.length_multiple, dim=1, value=False)
@@ -215,6 +236,13 @@ class ReformerModel(ReformerPreTrainedModel):
                 raise ValueError(
                     f"position_ids must lie in [0, {capacity}) (max_position_embeddings), got values from "
                     f"{int(real_positions.min())} to {int(real_positions.max())}."
+                )
+        elif not config.compact_padding:
+            if length > capacity:
+                raise ValueError(
+                    f"The input has {length} positions, padding included, more than the {capacity} positions the "
+                    f"model embeds (max_position_embeddings); with compact_padding=False padding counts. "
+                    f"Truncate or remove padding so that the length is at most {capacity}."
                 )
         else:
             longest = int(real.sum(dim=1).max())
