@@ -1,8 +1,17 @@
 """Reformer for Hugging Face transformers: LSH and local attention, reversible layers, any length."""
 
-from transformers import AutoConfig, AutoModel, AutoModelForCausalLM, AutoTokenizer
+from transformers import (
+    AutoConfig,
+    AutoModel,
+    AutoModelForCausalLM,
+    AutoModelForMaskedLM,
+    AutoModelForQuestionAnswering,
+    AutoModelForSequenceClassification,
+    AutoTokenizer,
+)
 
 from .configuration import ReformerConfig
+from .heads import ReformerForMaskedLM, ReformerForQuestionAnswering, ReformerForSequenceClassification
 from .modeling import ReformerForCausalLM, ReformerModel, ReformerPreTrainedModel
 from .tokenization import ReformerByteTokenizer
 
@@ -14,6 +23,9 @@ AutoConfig.register(ReformerConfig.model_type, ReformerConfig)
 # transformers' Reformer keeps resolving to its own models.
 AutoModel.register(ReformerConfig, ReformerModel, exist_ok=True)
 AutoModelForCausalLM.register(ReformerConfig, ReformerForCausalLM, exist_ok=True)
+AutoModelForMaskedLM.register(ReformerConfig, ReformerForMaskedLM, exist_ok=True)
+AutoModelForSequenceClassification.register(ReformerConfig, ReformerForSequenceClassification, exist_ok=True)
+AutoModelForQuestionAnswering.register(ReformerConfig, ReformerForQuestionAnswering, exist_ok=True)
 # Registration lets AutoTokenizer resolve the tokenizer_class field of a saved tokenizer_config.json.
 # It needs exist_ok=True for the same class-name reason as the models.
 AutoTokenizer.register(ReformerConfig, ReformerByteTokenizer, exist_ok=True)
@@ -22,6 +34,9 @@ __all__ = [
     "ReformerByteTokenizer",
     "ReformerConfig",
     "ReformerForCausalLM",
+    "ReformerForMaskedLM",
+    "ReformerForQuestionAnswering",
+    "ReformerForSequenceClassification",
     "ReformerModel",
     "ReformerPreTrainedModel",
     "__version__",

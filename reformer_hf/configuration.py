@@ -90,7 +90,7 @@ class ReformerConfig(PretrainedConfig):
         classifier_dropout: Dropout in the sequence classification head; ``None`` uses
             ``hidden_dropout_prob``.
         lm_head_chunk_size: Number of positions the language-modelling heads project at once; 0
-            projects the whole sequence at once. The logits are the same either way.
+            projects the whole sequence at once. The logits agree up to float rounding.
         position_embedding_type: ``"axial"`` (factorised positions, see ``axial_pos_shape``) or
             ``"learned"`` (one learned vector per position).
         axial_pos_shape: Factorisation of the position capacity, for example ``[128, 128]`` for

@@ -8,6 +8,7 @@ attention, the outputs at real tokens do not depend on how much padding there is
 """
 
 import math
+from dataclasses import dataclass
 
 import torch
 from torch import nn
@@ -17,7 +18,29 @@ from transformers.modeling_outputs import BaseModelOutput, CausalLMOutput
 from .chunking import pad_to_multiple, padded_length
 from .configuration import ReformerConfig
 from .embeddings import AxialPositionEmbeddings, ReformerEmbeddings, axial_strides
+from .incremental import ReformerCache, prefill_layer, step_attention, transformers_prefill_stage
 from .reversible import ReformerStack
+
+
+@dataclass
+class ReformerModelOutput(BaseModelOutput):
+    """``BaseModelOutput`` plus the generation cache (``use_cache=True``)."""
+
+    cache: ReformerCache | None = None
+
+
+@dataclass
+class ReformerCausalLMOutput(CausalLMOutput):
+    """``CausalLMOutput`` plus the generation cache (``use_cache=True``)."""
+
+    cache: ReformerCache | None = None
+
+
+def project_in_chunks(head: nn.Linear, hidden_states: torch.Tensor, chunk_size: int) -> torch.Tensor:
+    """Apply ``head`` to ``[b, n, D]`` hidden states ``chunk_size`` positions at a time (0: all at once)."""
+    if chunk_size == 0 or chunk_size >= hidden_states.shape[1]:
+        return head(hidden_states)
+    return torch.cat([head(part) for part in hidden_states.split(chunk_size, dim=1)], dim=1)
 
 
 class ReformerPreTrainedModel(PreTrainedModel):
@@ -97,7 +120,8 @@ class ReformerModel(ReformerPreTrainedModel):
         return_dict: bool | None = None,
         use_cache: bool | None = None,
         output_attentions: bool | None = None,
-    ) -> BaseModelOutput | tuple:
+        cache: ReformerCache | None = None,
+    ) -> ReformerModelOutput | tuple:
         """Encode a batch.
 
         Args:
@@ -113,8 +137,12 @@ class ReformerModel(ReformerPreTrainedModel):
                 the embeddings and after every layer. On the reversible path with gradients
                 enabled, the per-layer states are detached from the graph.
             return_dict: Return a ``BaseModelOutput`` (the default) or a tuple.
-            use_cache: Accepted for compatibility with transformers tooling. The model keeps no
-                key/value cache, so it has no effect.
+            use_cache: In evaluation mode, also return a ``ReformerCache`` of every layer's keys,
+                values and buckets, which a later call continues from (see ``cache``). Ignored in
+                training.
+            cache: A cache returned by an earlier call. The inputs are then the next tokens only,
+                and ``attention_mask``, when given, covers the cached and the new tokens. The cache
+                is extended in place and returned.
             output_attentions: Must be false or ``None``: LSH attention never forms a dense
                 attention matrix to return.
 
@@ -127,8 +155,12 @@ class ReformerModel(ReformerPreTrainedModel):
                 "output_attentions=True is not supported: LSH and local attention never form the dense "
                 "[length, length] attention matrix. Leave output_attentions unset."
             )
+        if cache is not None and not cache.is_empty:
+            return self._continue(cache, input_ids, inputs_embeds, attention_mask, num_hashes, return_dict)
+        caching = bool(use_cache or cache is not None) and not self.training
         real, position_ids = self._validate_inputs(input_ids, attention_mask, position_ids, inputs_embeds, num_hashes)
         length = real.shape[1]
+        requested_hashes = num_hashes or self.config.num_hashes
 
         # Move real tokens to the front of their rows so that every row is right-padded.
         restore_idx = None
@@ -160,8 +192,17 @@ class ReformerModel(ReformerPreTrainedModel):
         # Pad to a multiple of every chunk length. The padding is masked as a key everywhere.
         hidden_states = pad_to_multiple(hidden_states, self.length_multiple, dim=1)
         key_padding_mask = pad_to_multiple(real, self.length_multiple, dim=1, value=False)
-        hidden_states = self.encoder(hidden_states, key_padding_mask, num_hashes, all_hidden_states)
+        record = [] if caching else None
+        hidden_states = self.encoder(hidden_states, key_padding_mask, num_hashes, all_hidden_states, record)
         hidden_states = self.dropout(self.layer_norm(hidden_states))
+        if caching:
+            cache = cache if cache is not None else ReformerCache()
+            stage = transformers_prefill_stage(self.config, length, not bool(real.all()))
+            for layer, (normalized, buckets) in zip(self.encoder.layers, record):
+                if buckets is not None:
+                    buckets = buckets[..., :length]
+                cache.layers.append(prefill_layer(layer.attention.self_attention, normalized[:, :length], buckets, stage))
+            cache.key_valid, cache.positions, cache.num_hashes = real, position_ids, requested_hashes
 
         def restore(states: torch.Tensor) -> torch.Tensor:
             states = states[:, :length]
@@ -173,8 +214,74 @@ class ReformerModel(ReformerPreTrainedModel):
         if all_hidden_states is not None:
             all_hidden_states = tuple(restore(states) for states in all_hidden_states)
         if return_dict is False:
-            return (hidden_states, all_hidden_states) if all_hidden_states is not None else (hidden_states,)
-        return BaseModelOutput(last_hidden_state=hidden_states, hidden_states=all_hidden_states)
+            return tuple(item for item in (hidden_states, all_hidden_states, cache if caching else None) if item is not None)
+        return ReformerModelOutput(
+            last_hidden_state=hidden_states, hidden_states=all_hidden_states, cache=cache if caching else None
+        )
+
+    def _continue(self, cache, input_ids, inputs_embeds, attention_mask, num_hashes, return_dict):
+        """Run the next tokens through the layers one at a time, attending to and extending ``cache``."""
+        if self.training:
+            raise ValueError(
+                "A generation cache was passed in training mode. Caches serve evaluation and generation only; "
+                "call model.eval() first."
+            )
+        if (input_ids is None) == (inputs_embeds is None):
+            raise ValueError("Pass exactly one of input_ids and inputs_embeds with a cache.")
+        new = input_ids if input_ids is not None else inputs_embeds
+        batch_size, count = new.shape[:2]
+        cached = cache.get_seq_length()
+        if batch_size != cache.key_valid.shape[0]:
+            raise ValueError(
+                f"The cache holds {cache.key_valid.shape[0]} rows but the input has {batch_size}. Continue each "
+                f"cache with the rows it was built from."
+            )
+        if input_ids is not None:
+            self._validate_inputs(input_ids, None, None, None, None)
+        if attention_mask is not None:
+            if tuple(attention_mask.shape) != (batch_size, cached + count):
+                raise ValueError(
+                    f"With a cache of {cached} tokens and {count} new ones, attention_mask must have shape "
+                    f"{[batch_size, cached + count]}, got {list(attention_mask.shape)}."
+                )
+            if not bool(attention_mask[:, cached:].bool().all()):
+                raise ValueError("Tokens added to a cache must be real: attention_mask must be 1 at the new tokens.")
+        requested = num_hashes or self.config.num_hashes
+        if requested != cache.num_hashes:
+            raise ValueError(
+                f"The cache was built with num_hashes={cache.num_hashes}, but this call asks for {requested}. "
+                f"Keep num_hashes the same for the whole generation."
+            )
+        capacity = self.config.max_position_embeddings
+        outputs = []
+        for index in range(count):
+            positions = cache.next_positions(self.config.compact_padding)  # [b]
+            if int(positions.max()) >= capacity:
+                raise ValueError(
+                    f"The next token would take position {int(positions.max())}, but the model embeds only "
+                    f"{capacity} positions (max_position_embeddings). Stop generation at {capacity} tokens."
+                )
+            cache.key_valid = torch.cat([cache.key_valid, cache.key_valid.new_ones(batch_size, 1)], dim=1)
+            cache.positions = torch.cat([cache.positions, positions[:, None]], dim=1)
+            token = slice(index, index + 1)
+            x1 = x2 = self.embeddings(
+                positions[:, None],
+                input_ids=input_ids[:, token] if input_ids is not None else None,
+                inputs_embeds=inputs_embeds[:, token] if inputs_embeds is not None else None,
+            )
+            for layer, layer_cache in zip(self.encoder.layers, cache.layers):
+                block = layer.attention
+                attended = step_attention(
+                    block.self_attention, block.layer_norm(x2), layer_cache, cache.key_valid, cache.positions,
+                    cache.num_hashes,
+                )
+                x1 = x1 + block.dropout(block.output(attended))
+                x2 = x2 + layer.feed_forward(x1)
+            outputs.append(self.dropout(self.layer_norm(torch.cat([x1, x2], dim=-1))))
+        hidden_states = torch.cat(outputs, dim=1)
+        if return_dict is False:
+            return (hidden_states, cache)
+        return ReformerModelOutput(last_hidden_state=hidden_states, cache=cache)
 
     def _validate_inputs(self, input_ids, attention_mask, position_ids, inputs_embeds, num_hashes):
         """Check the inputs before any work; return the boolean mask and ``[b, n]`` position ids."""
@@ -293,13 +400,16 @@ class ReformerForCausalLM(ReformerPreTrainedModel, GenerationMixin):
         return_dict: bool | None = None,
         use_cache: bool | None = None,
         output_attentions: bool | None = None,
-    ) -> CausalLMOutput | tuple:
+        cache: ReformerCache | None = None,
+    ) -> ReformerCausalLMOutput | tuple:
         """Predict the next token at every position; see ``ReformerModel.forward`` for the inputs.
 
         Args:
             labels: ``[b, n]`` target ids, usually ``input_ids`` with padding set to -100. The
                 model shifts them by one position itself.
         """
+        if labels is not None and cache is not None and not cache.is_empty:
+            raise ValueError("labels cannot be combined with a generation cache; compute the loss without one.")
         if labels is not None:
             # Check the inputs, then the labels, so that a bad label raises before the forward pass.
             self.reformer._validate_inputs(input_ids, attention_mask, position_ids, inputs_embeds, num_hashes)
@@ -322,8 +432,10 @@ class ReformerForCausalLM(ReformerPreTrainedModel, GenerationMixin):
             num_hashes=num_hashes,
             output_hidden_states=output_hidden_states,
             output_attentions=output_attentions,
+            use_cache=use_cache,
+            cache=cache,
         )
-        logits = self.lm_head(outputs.last_hidden_state)
+        logits = project_in_chunks(self.lm_head, outputs.last_hidden_state, self.config.lm_head_chunk_size)
 
         loss = None
         if labels is not None:
@@ -333,9 +445,9 @@ class ReformerForCausalLM(ReformerPreTrainedModel, GenerationMixin):
             )
 
         if return_dict is False:
-            result = (logits,) + ((outputs.hidden_states,) if outputs.hidden_states is not None else ())
+            result = (logits,) + tuple(item for item in (outputs.hidden_states, outputs.cache) if item is not None)
             return ((loss,) + result) if loss is not None else result
-        return CausalLMOutput(loss=loss, logits=logits, hidden_states=outputs.hidden_states)
+        return ReformerCausalLMOutput(loss=loss, logits=logits, hidden_states=outputs.hidden_states, cache=outputs.cache)
 
     def generate(self, inputs: torch.Tensor | None = None, generation_config=None, **kwargs):
         """Generate with ``GenerationMixin.generate``, after checking the length fits the positions.
@@ -363,8 +475,13 @@ class ReformerForCausalLM(ReformerPreTrainedModel, GenerationMixin):
                 )
         return super().generate(inputs, generation_config=generation_config, **kwargs)
 
-    def prepare_inputs_for_generation(self, input_ids, attention_mask=None, num_hashes=None, **kwargs):
-        """Feed the whole sequence at every step: the model keeps no cache between steps."""
+    def prepare_inputs_for_generation(
+        self, input_ids, attention_mask=None, num_hashes=None, cache=None, use_cache=None, **kwargs
+    ):
+        """Feed the prompt at the first step, then only the tokens the cache has not seen.
+
+        With ``use_cache=False`` every step runs the whole sequence again.
+        """
         capacity = self.config.max_position_embeddings
         if input_ids.shape[1] > capacity:
             raise ValueError(
@@ -372,5 +489,12 @@ class ReformerForCausalLM(ReformerPreTrainedModel, GenerationMixin):
                 f"{capacity} positions the model embeds (max_position_embeddings). Keep the prompt length plus "
                 f"max_new_tokens at or below {capacity}."
             )
-        # NOTE: without a cache each new token costs a forward pass over the whole sequence.
-        return {"input_ids": input_ids, "attention_mask": attention_mask, "num_hashes": num_hashes}
+        if cache is not None and not cache.is_empty:
+            input_ids = input_ids[:, cache.get_seq_length():]
+        return {
+            "input_ids": input_ids,
+            "attention_mask": attention_mask,
+            "num_hashes": num_hashes,
+            "cache": cache,
+            "use_cache": use_cache,
+        }

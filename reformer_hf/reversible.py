@@ -48,10 +48,13 @@ class AttentionBlock(nn.Module):
         key_padding_mask: torch.Tensor,
         num_hashes: int | None = None,
         buckets: torch.Tensor | None = None,
+        record: list | None = None,
     ) -> tuple[torch.Tensor, torch.Tensor | None]:
-        attention_outputs, buckets = self.self_attention(
-            self.layer_norm(hidden_states), key_padding_mask, num_hashes=num_hashes, buckets=buckets
-        )
+        """Return the block's output and the buckets used; ``record`` receives ``(normalized inputs, buckets)``."""
+        normalized = self.layer_norm(hidden_states)
+        attention_outputs, buckets = self.self_attention(normalized, key_padding_mask, num_hashes=num_hashes, buckets=buckets)
+        if record is not None:
+            record.append((normalized, buckets))
         return self.dropout(self.output(attention_outputs)), buckets
 
 
@@ -64,10 +67,15 @@ class ReformerLayer(nn.Module):
         self.feed_forward = ChunkedFeedForward(config)
 
     def forward(
-        self, x1: torch.Tensor, x2: torch.Tensor, key_padding_mask: torch.Tensor, num_hashes: int | None = None
+        self,
+        x1: torch.Tensor,
+        x2: torch.Tensor,
+        key_padding_mask: torch.Tensor,
+        num_hashes: int | None = None,
+        record: list | None = None,
     ) -> tuple[torch.Tensor, torch.Tensor]:
         """Run the layer with ordinary autograd, storing activations: the irreversible path."""
-        attention_outputs, _ = self.attention(x2, key_padding_mask, num_hashes=num_hashes)
+        attention_outputs, _ = self.attention(x2, key_padding_mask, num_hashes=num_hashes, record=record)
         y1 = x1 + attention_outputs
         y2 = x2 + self.feed_forward(y1)
         return y1, y2
@@ -197,14 +205,17 @@ class ReformerStack(nn.Module):
         key_padding_mask: torch.Tensor,
         num_hashes: int | None = None,
         hidden_states_out: list | None = None,
+        record: list | None = None,
     ) -> torch.Tensor:
         """Run both streams from ``hidden_states`` ``[b, n, D]`` and return ``[y1; y2]`` ``[b, n, 2D]``.
 
         ``hidden_states_out``, when given, receives ``[y1; y2]`` after every layer. On the
         reversible path with gradients enabled these copies are detached from the graph.
+        ``record``, when given, receives each layer's normalized attention inputs and buckets, for
+        the generation cache; the layers then run on the plain path.
         """
         x1, x2 = hidden_states, hidden_states
-        needs_grad = torch.is_grad_enabled() and (
+        needs_grad = record is None and torch.is_grad_enabled() and (
             hidden_states.requires_grad or any(p.requires_grad for p in self.parameters())
         )
         if self.reversible and needs_grad:
@@ -215,7 +226,7 @@ class ReformerStack(nn.Module):
             return torch.cat([y1, y2], dim=-1)
 
         for layer in self.layers:
-            x1, x2 = layer(x1, x2, key_padding_mask, num_hashes=num_hashes)
+            x1, x2 = layer(x1, x2, key_padding_mask, num_hashes=num_hashes, record=record)
             if hidden_states_out is not None:
                 hidden_states_out.append(torch.cat([x1, x2], dim=-1))
         return torch.cat([x1, x2], dim=-1)
