@@ -1,7 +1,8 @@
-"""Command-line interface: ``reformer-hf pretrain``.
+"""Command-line interface: ``reformer-hf pretrain`` and ``reformer-hf convert``.
 
-Every field of ``PretrainSettings`` is an option (``--hidden-size 512``, ``--attention-layers
-local,lsh``), applied on top of the chosen preset.
+Every field of ``PretrainSettings`` is an option of ``pretrain`` (``--hidden-size 512``,
+``--attention-layers local,lsh``), applied on top of the chosen preset. ``convert`` turns a local
+transformers Reformer checkpoint into a ``reformer_hf`` one.
 """
 
 import argparse
@@ -135,6 +136,22 @@ def build_parser() -> argparse.ArgumentParser:
     pretrain.add_argument("--report-to", default="none",
                           help="Trainer logging integrations, e.g. tensorboard; none by default")
     _add_setting_options(pretrain)
+
+    convert = commands.add_parser(
+        "convert",
+        help="convert a local transformers Reformer checkpoint to reformer_hf",
+        description="Convert a transformers Reformer checkpoint (a folder with config.json and model.safetensors "
+        "or pytorch_model.bin) into a reformer_hf folder that the Auto classes load. The converted config "
+        "switches on the options under which it reproduces the original's outputs. Tokenizer files are copied.",
+    )
+    convert.add_argument("--from-transformers", required=True, metavar="DIR", dest="source",
+                         help="folder of the transformers checkpoint")
+    convert.add_argument("--output-dir", required=True, metavar="DIR", help="folder to write the converted model to")
+    convert.add_argument("--num-buckets", type=_parse_list(int), metavar="LIST",
+                         help="bucket count to use when the checkpoint's config leaves num_buckets unset: one even "
+                         "int or a pair u1,u2, the value the model was trained with")
+    convert.add_argument("--check", action="store_true",
+                         help="load both models and report the largest output difference on a random batch")
     return parser
 
 
@@ -142,7 +159,32 @@ def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     if args.command == "pretrain":
         return _run_pretrain(args)
+    if args.command == "convert":
+        return _run_convert(args)
     return 2
+
+
+def _run_convert(args: argparse.Namespace) -> int:
+    from pathlib import Path
+
+    from .conversion import ConversionError, check_conversion, convert_from_transformers
+
+    source, output_dir = Path(args.source), Path(args.output_dir)
+    try:
+        if output_dir.exists() and output_dir.resolve() == source.resolve():
+            raise ValueError("--output-dir must differ from --from-transformers; the source would be overwritten.")
+        overrides = {}
+        if args.num_buckets:
+            overrides["num_buckets"] = args.num_buckets[0] if len(args.num_buckets) == 1 else args.num_buckets
+        model = convert_from_transformers(source, output_dir, config_overrides=overrides)
+        print(f"Converted {source} to {type(model).__name__} in {output_dir}")
+        if args.check:
+            difference = check_conversion(source, output_dir)
+            print(f"Largest output difference on a random batch: {difference:.3g}")
+    except (ValueError, FileNotFoundError, ConversionError) as error:
+        print(f"reformer-hf convert: error: {error}", file=sys.stderr)
+        return 2
+    return 0
 
 
 def _run_pretrain(args: argparse.Namespace) -> int:

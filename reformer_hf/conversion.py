@@ -110,8 +110,13 @@ class ConversionError(ValueError):
     """A transformers checkpoint that cannot be converted as it is."""
 
 
-def config_from_transformers(source: dict | PretrainedConfig) -> tuple[ReformerConfig, dict]:
+def config_from_transformers(
+    source: dict | PretrainedConfig, overrides: dict | None = None
+) -> tuple[ReformerConfig, dict]:
     """Map a transformers ``ReformerConfig`` (object or dict) to a ``reformer_hf`` config.
+
+    ``overrides`` replaces transformers fields before the mapping, for example
+    ``{"num_buckets": [64, 128]}`` for a checkpoint whose config leaves it unset.
 
     Returns:
         The config and a dict of generation settings found among the fields (older checkpoints
@@ -122,6 +127,7 @@ def config_from_transformers(source: dict | PretrainedConfig) -> tuple[ReformerC
         ConversionError: naming the first field that the conversion cannot represent.
     """
     fields = source.to_dict() if isinstance(source, PretrainedConfig) else dict(source)
+    fields.update(overrides or {})
     model_type = fields.get("model_type", "reformer")
     if model_type != "reformer":
         raise ConversionError(
@@ -392,7 +398,9 @@ def _name_tokenizer_class(directory: Path) -> None:
     path.write_text(json.dumps(settings, indent=2) + "\n")
 
 
-def convert_from_transformers(model_or_path, output_dir: str | Path | None = None, *, tokenizer=None):
+def convert_from_transformers(
+    model_or_path, output_dir: str | Path | None = None, *, tokenizer=None, config_overrides: dict | None = None
+):
     """Convert a transformers Reformer into the matching ``reformer_hf`` model.
 
     Args:
@@ -403,6 +411,8 @@ def convert_from_transformers(model_or_path, output_dir: str | Path | None = Non
             the tokenizer (the ``tokenizer`` argument, or the tokenizer files of the source
             directory), so that the Auto classes load it.
         tokenizer: A tokenizer to save with the model.
+        config_overrides: transformers config fields to replace before converting, such as
+            ``{"num_buckets": 64}`` when the checkpoint's config leaves it unset.
 
     Returns:
         The converted model, in evaluation mode when the source was.
@@ -434,7 +444,7 @@ def convert_from_transformers(model_or_path, output_dir: str | Path | None = Non
             f"{type(model_or_path).__name__}."
         )
 
-    config, generation = config_from_transformers(fields)
+    config, generation = config_from_transformers(fields, config_overrides)
     config.architectures = [ARCHITECTURES[architecture]]
     model_class = getattr(heads, ARCHITECTURES[architecture], None) or getattr(modeling, ARCHITECTURES[architecture])
     model = model_class(config)
@@ -476,3 +486,40 @@ def convert_from_transformers(model_or_path, output_dir: str | Path | None = Non
             if (source_dir / "generation_config.json").is_file() and not generation:
                 shutil.copy2(source_dir / "generation_config.json", output_dir / "generation_config.json")
     return model
+
+
+def check_conversion(source_dir: str | Path, converted_dir: str | Path, length: int | None = None, seed: int = 0) -> float:
+    """Largest absolute difference between the outputs of a transformers checkpoint and its conversion.
+
+    Both models run in evaluation mode on the same random batch of two rows. A checkpoint without a
+    ``hash_seed`` gets one for the check, since LSH otherwise draws fresh rotations in each model.
+    """
+    import transformers
+    from transformers import AutoConfig
+
+    from . import heads, modeling
+
+    fields, state_dict = load_transformers_checkpoint(source_dir)
+    original_class = getattr(transformers, _architecture(fields, state_dict))
+    original = original_class.from_pretrained(source_dir).eval()
+    name = AutoConfig.from_pretrained(converted_dir).architectures[0]
+    converted = (getattr(heads, name, None) or getattr(modeling, name)).from_pretrained(converted_dir).eval()
+    if original.config.hash_seed is None:
+        original.config.hash_seed = converted.config.hash_seed = seed
+        for module in original.modules():
+            if hasattr(module, "hash_seed"):
+                module.hash_seed = seed
+    capacity = converted.config.max_position_embeddings
+    chunk_length = max(converted.config.lsh_chunk_length, converted.config.local_chunk_length)
+    length = length or min(capacity, 2 * chunk_length + 3)
+    generator = torch.Generator().manual_seed(seed)
+    input_ids = torch.randint(0, converted.config.vocab_size, (2, length), generator=generator)
+    with torch.no_grad():
+        expected = original(input_ids)
+        actual = converted(input_ids)
+    keys = ("logits", "start_logits", "end_logits", "last_hidden_state")
+    return max(
+        (expected[key].float() - actual[key].float()).abs().max().item()
+        for key in keys
+        if expected.get(key) is not None and actual.get(key) is not None
+    )
