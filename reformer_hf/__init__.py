@@ -11,6 +11,7 @@ from transformers import (
 )
 
 from .configuration import ReformerConfig
+from .conversion import ConversionError, convert_from_transformers
 from .heads import ReformerForMaskedLM, ReformerForQuestionAnswering, ReformerForSequenceClassification
 from .modeling import ReformerForCausalLM, ReformerModel, ReformerPreTrainedModel
 from .tokenization import ReformerByteTokenizer
@@ -31,6 +32,8 @@ AutoModelForQuestionAnswering.register(ReformerConfig, ReformerForQuestionAnswer
 AutoTokenizer.register(ReformerConfig, ReformerByteTokenizer, exist_ok=True)
 
 __all__ = [
+    "ConversionError",
+    "convert_from_transformers",
     "ReformerByteTokenizer",
     "ReformerConfig",
     "ReformerForCausalLM",

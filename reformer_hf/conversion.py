@@ -21,6 +21,7 @@ from pathlib import Path
 import torch
 from transformers import GenerationConfig, PretrainedConfig
 
+from . import heads, modeling
 from .configuration import ReformerConfig
 
 logger = logging.getLogger(__name__)
@@ -421,8 +422,6 @@ def convert_from_transformers(
         ConversionError: for a config field or weight that has no counterpart, naming it.
         FileNotFoundError: when the directory, its config or its weights are missing.
     """
-    from . import heads, modeling  # local import: heads registers with the Auto classes on import
-
     source_dir = None
     if isinstance(model_or_path, (str, Path)):
         source_dir = Path(model_or_path)
@@ -496,8 +495,6 @@ def check_conversion(source_dir: str | Path, converted_dir: str | Path, length: 
     """
     import transformers
     from transformers import AutoConfig
-
-    from . import heads, modeling
 
     fields, state_dict = load_transformers_checkpoint(source_dir)
     original_class = getattr(transformers, _architecture(fields, state_dict))

@@ -244,7 +244,7 @@ def _lsh_step(attention, query, layer, key_valid, positions, num_hashes) -> torc
 
 
 def _sorted_window(attention, buckets: torch.Tensor, key_valid: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-    """Which cached tokens the query's chunk window covers, and how often, in each round.
+    """Return which cached tokens the query's chunk window covers in each round, and how often.
 
     The tokens so far (padding excluded) are sorted by bucket, then position; the window spans the
     query's chunk and the ``num_chunks_before`` chunks before it. Under ``chunk_window_wraps`` it

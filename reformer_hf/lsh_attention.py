@@ -244,8 +244,8 @@ class LSHSelfAttention(nn.Module):
 
         By default each round is chunked on its own and windows stop at its ends. With
         ``chunk_window_wraps`` the rounds are laid end to end and the windows wrap around the whole,
-        as in transformers' Reformer, except that a round of a single chunk attends to itself only,
-        as transformers does for a sequence no longer than one chunk.
+        as in transformers' Reformer. A round of a single chunk still attends to itself only, as
+        transformers does for a sequence no longer than one chunk.
         """
         before, after = self.num_chunks_before, self.num_chunks_after
         if not self.wraps or length <= self.chunk_length:

@@ -155,8 +155,8 @@ def test_transformers_cache_semantics_are_reproduced_not_recomputed():
 
 
 def test_our_defaults_differ_from_transformers_where_documented():
-    # Without the compatibility options a bidirectional model's first tokens no longer see the
-    # sequence's end through the wrapped window, so outputs change; switching them back restores parity.
+    # With chunk_window_wraps off, the first chunk of a bidirectional model no longer sees the
+    # sequence's last chunk, so its outputs change. The other chunks never wrap and stay equal.
     original, converted = build_pair("local-only-bidirectional")
     original.eval()
     converted.eval()
