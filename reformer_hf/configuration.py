@@ -18,7 +18,7 @@ HASH_SEED_MODES = ("per_layer", "transformers")
 
 
 class ReformerConfig(PretrainedConfig):
-    """Configuration of ``ReformerModel`` and ``ReformerForCausalLM``.
+    """Configuration of ``ReformerModel``, ``ReformerForCausalLM`` and the task heads.
 
     The defaults describe a small byte-level causal model: 259 ids (3 special tokens and 256 bytes,
     the mapping of ``ReformerByteTokenizer``), 6 layers alternating local and LSH attention, and
