@@ -180,7 +180,8 @@ def _run_convert(args: argparse.Namespace) -> int:
         print(f"Converted {source} to {type(model).__name__} in {output_dir}")
         if args.check:
             difference = check_conversion(source, output_dir)
-            print(f"Largest output difference on a random batch: {difference:.3g}")
+            verdict = "the outputs agree" if difference <= 1e-4 else "the outputs DIFFER; please report this"
+            print(f"Largest output difference on a random batch: {difference:.3g} ({verdict})")
     except (ValueError, FileNotFoundError, ConversionError) as error:
         print(f"reformer-hf convert: error: {error}", file=sys.stderr)
         return 2

@@ -81,6 +81,10 @@ HANDLED_FIELDS = {
     "tie_encoder_decoder",
 }
 
+# Fields of older Reformer configs that transformers' Reformer no longer reads
+# (google/reformer-crime-and-punishment still carries them).
+INERT_LEGACY_FIELDS = {"attention_probs_dropout_prob", "intermediate_size", "num_chunks_before", "num_chunks_after"}
+
 # Fields that record where a checkpoint came from and never change what it computes.
 PROVENANCE_FIELDS = {"_name_or_path", "architectures", "model_type", "transformers_version", "_commit_hash",
                      "output_past", "use_bfloat16", "finetuning_task", "tokenizer_class", "prefix",
@@ -142,7 +146,7 @@ def config_from_transformers(
     for name, value in fields.items():
         if name in RENAMED_FIELDS:
             mapped[RENAMED_FIELDS[name]] = value
-        elif name in HANDLED_FIELDS or name in PROVENANCE_FIELDS:
+        elif name in HANDLED_FIELDS or name in PROVENANCE_FIELDS or name in INERT_LEGACY_FIELDS:
             continue
         elif name in generation_defaults:
             if value != generation_defaults[name] and value is not None:
@@ -226,9 +230,10 @@ def _map_buckets(fields: dict, mapped: dict) -> None:
         raise ConversionError(
             "The config field 'num_buckets' is None. transformers' Reformer then picks a bucket count from the "
             "length of each input (2 * length / lsh_attn_chunk_length rounded down to a power of two, split in "
-            "two factors when large), so the converted model could not reproduce it for every length. Set "
-            f"config.num_buckets to the value used in training (for length 4096 and chunk length "
-            f"{chunk_length}: {_transformers_bucket_count(4096, chunk_length, fields)}) and convert again."
+            "two factors when large), so the converted model could not reproduce it for every length. Pass the "
+            "value used in training with --num-buckets (or config_overrides={'num_buckets': ...} in Python); "
+            f"for training length 4096 and chunk length {chunk_length} transformers picked "
+            f"{_transformers_bucket_count(4096, chunk_length, fields)}."
         )
     if isinstance(num_buckets, (list, tuple)):
         if len(num_buckets) == 1:
@@ -279,12 +284,17 @@ def _map_positions(fields: dict, mapped: dict) -> None:
         mapped.setdefault("axial_pos_shape", [1, 1])
 
 
-def state_dict_from_transformers(source: dict[str, torch.Tensor], config: ReformerConfig) -> dict[str, torch.Tensor]:
+def state_dict_from_transformers(
+    source: dict[str, torch.Tensor], config: ReformerConfig, converted_names: dict[str, str] | None = None
+) -> dict[str, torch.Tensor]:
     """Rename and reshape transformers Reformer weights to ``reformer_hf`` names.
 
-    Works for the base model (no prefix) and the heads (``reformer.`` prefix) alike.
+    Works for the base model (no prefix) and the heads (``reformer.`` prefix) alike. When given,
+    ``converted_names`` receives each new name's original name, for error messages.
     """
+    converted_names = {} if converted_names is None else converted_names
     converted = {}
+    sources = {}
     for name, tensor in source.items():
         new_name = name
         replacements = (
@@ -302,8 +312,15 @@ def state_dict_from_transformers(source: dict[str, torch.Tensor], config: Reform
             # transformers' LM heads hold a second bias that their forward pass never reads.
             continue
         if ".position_embeddings.weights." in new_name:
+            if tensor.dim() != 3 or (tensor.shape[0] != 1 and tensor.shape[1] != 1):
+                raise ConversionError(
+                    f"The weight {name} has shape {list(tensor.shape)}; transformers' axial position weights have "
+                    f"shape [axis length, 1, width] or [1, axis length, width]. The checkpoint is damaged."
+                )
             tensor = tensor.reshape(tensor.shape[0] * tensor.shape[1], tensor.shape[2])
         converted[new_name] = tensor
+        sources[new_name] = name
+    converted_names.update(sources)
     return converted
 
 
@@ -353,10 +370,9 @@ def _load_weight_file(path: Path) -> dict[str, torch.Tensor]:
         loaded = torch.load(path, map_location="cpu", weights_only=True)
     except Exception as error:  # torch raises UnpicklingError or RuntimeError, depending on the content
         raise ConversionError(
-            f"Refusing to load {path}: it is not a plain tensor checkpoint that torch.load(weights_only=True) "
-            f"accepts ({type(error).__name__}: {str(error).splitlines()[0] if str(error) else ''}). Loading it fully "
-            f"could run code stored in the file. Re-save the weights as model.safetensors with a trusted copy of "
-            f"transformers, then convert that."
+            f"Refusing to load {path}: torch.load(weights_only=True) rejected it ({type(error).__name__}), so it holds "
+            f"more than plain tensors, and loading it fully could run code stored in the file. Convert a checkpoint "
+            f"saved as model.safetensors instead."
         ) from None
     if not isinstance(loaded, dict) or not all(isinstance(value, torch.Tensor) for value in loaded.values()):
         raise ConversionError(f"{path} does not hold a dict of tensors, so it is not a model state dict.")
@@ -428,6 +444,8 @@ def convert_from_transformers(
         fields, state_dict = load_transformers_checkpoint(source_dir)
         architecture = _architecture(fields, state_dict)
         training = False
+        generation_path = source_dir / "generation_config.json"
+        saved_generation = json.loads(generation_path.read_text()) if generation_path.is_file() else {}
     elif isinstance(model_or_path, torch.nn.Module) and hasattr(model_or_path, "config"):
         architecture = type(model_or_path).__name__
         if architecture not in ARCHITECTURES:
@@ -437,6 +455,8 @@ def convert_from_transformers(
         fields = model_or_path.config.to_dict()
         state_dict = {name: tensor.detach() for name, tensor in model_or_path.state_dict().items()}
         training = model_or_path.training
+        source_generation = getattr(model_or_path, "generation_config", None)
+        saved_generation = source_generation.to_diff_dict() if source_generation is not None else {}
     else:
         raise TypeError(
             f"model_or_path must be a transformers Reformer model or a directory path, got "
@@ -447,28 +467,35 @@ def convert_from_transformers(
     config.architectures = [ARCHITECTURES[architecture]]
     model_class = getattr(heads, ARCHITECTURES[architecture], None) or getattr(modeling, ARCHITECTURES[architecture])
     model = model_class(config)
-    converted = state_dict_from_transformers(state_dict, config)
+    original_names = {}
+    converted = state_dict_from_transformers(state_dict, config, original_names)
     expected = model.state_dict()
     missing = sorted(set(expected) - set(converted))
     unexpected = sorted(set(converted) - set(expected))
     if missing or unexpected:
         raise ConversionError(
             f"The {architecture} weights do not match {model_class.__name__}: "
-            + (f"missing {', '.join(missing[:5])}{' ...' if len(missing) > 5 else ''}" if missing else "")
+            + (f"missing weights for reformer_hf's {', '.join(missing[:5])}{' ...' if len(missing) > 5 else ''}"
+               if missing else "")
             + ("; " if missing and unexpected else "")
-            + (f"unexpected {', '.join(unexpected[:5])}{' ...' if len(unexpected) > 5 else ''}" if unexpected else "")
+            + (f"unexpected {', '.join(original_names[n] for n in unexpected[:5])}"
+               f"{' ...' if len(unexpected) > 5 else ''}" if unexpected else "")
             + ". The checkpoint does not fit its own config."
         )
     for name, tensor in converted.items():
         if tuple(tensor.shape) != tuple(expected[name].shape):
             raise ConversionError(
-                f"The weight {name} has shape {list(tensor.shape)} in the checkpoint but {list(expected[name].shape)} "
-                f"in the converted model. The checkpoint does not fit its own config."
+                f"The weight {original_names[name]} has shape {list(tensor.shape)} in the checkpoint, but the converted "
+                f"model's {name} has {list(expected[name].shape)} "
+                f"per its config. The checkpoint does not fit its own config."
             )
     dtype = next(iter(converted.values())).dtype
     model.load_state_dict(converted, strict=True)
     model.to(dtype)
     model.train(training)
+    # generation_config.json takes precedence over generation fields left in config.json, as in transformers.
+    saved_generation = {key: value for key, value in saved_generation.items() if key != "transformers_version"}
+    generation = {**generation, **saved_generation}
     if generation:
         model.generation_config = GenerationConfig.from_dict({**model.generation_config.to_dict(), **generation})
 
@@ -482,16 +509,17 @@ def convert_from_transformers(
                 if (source_dir / name).is_file():
                     shutil.copy2(source_dir / name, output_dir / name)
             _name_tokenizer_class(output_dir)
-            if (source_dir / "generation_config.json").is_file() and not generation:
-                shutil.copy2(source_dir / "generation_config.json", output_dir / "generation_config.json")
     return model
 
 
-def check_conversion(source_dir: str | Path, converted_dir: str | Path, length: int | None = None, seed: int = 0) -> float:
+def check_conversion(
+    source_dir: str | Path, converted_dir: str | Path, length: int | None = None, seed: int = 0
+) -> float:
     """Largest absolute difference between the outputs of a transformers checkpoint and its conversion.
 
     Both models run in evaluation mode on the same random batch of two rows. A checkpoint without a
     ``hash_seed`` gets one for the check, since LSH otherwise draws fresh rotations in each model.
+    The transformers model gets the converted model's bucket count, in case the conversion set it.
     """
     import transformers
     from transformers import AutoConfig
@@ -501,6 +529,11 @@ def check_conversion(source_dir: str | Path, converted_dir: str | Path, length: 
     original = original_class.from_pretrained(source_dir).eval()
     name = AutoConfig.from_pretrained(converted_dir).architectures[0]
     converted = (getattr(heads, name, None) or getattr(modeling, name)).from_pretrained(converted_dir).eval()
+    num_buckets = converted.config.num_buckets
+    original.config.num_buckets = num_buckets
+    for module in original.modules():
+        if hasattr(module, "num_buckets"):
+            module.num_buckets = num_buckets
     if original.config.hash_seed is None:
         original.config.hash_seed = converted.config.hash_seed = seed
         for module in original.modules():
