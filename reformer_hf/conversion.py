@@ -249,7 +249,7 @@ def _map_buckets(fields: dict, mapped: dict) -> None:
 
 
 def _transformers_bucket_count(length: int, chunk_length: int, fields: dict) -> int | list[int]:
-    """The bucket count transformers' Reformer derives for ``length`` when ``num_buckets`` is None."""
+    """Return the bucket count transformers' Reformer derives for ``length`` when ``num_buckets`` is None."""
     exponent = (2 * (length // chunk_length)).bit_length() - 1
     count = 2**exponent
     limit = 2 * max(int((fields.get("max_position_embeddings", 4096) // chunk_length) ** 0.5), chunk_length)
