@@ -108,7 +108,7 @@ def attend(
         keys: ``[..., k, d]``.
         values: ``[..., k, d]``.
         logit_bias: ``[..., w, k]`` added to the float32 logits: 0 where allowed, a mask value
-            elsewhere.
+            elsewhere. Masked logits (at most ``MASK_VALUE / 2``) are set to ``MASK_VALUE``.
         dropout: Dropout applied to the attention probabilities.
         replace_masked: Replace masked logits by their mask value instead of adding it, as
             transformers' Reformer does. Then a query that can attend only to itself gets a
@@ -119,7 +119,13 @@ def attend(
         query's logits ``[..., w]``, which LSH attention needs to combine hash rounds.
     """
     logits = torch.matmul(query.float(), keys.float().transpose(-1, -2))
-    logits = torch.where(logit_bias == 0, logits, logit_bias) if replace_masked else logits + logit_bias
+    if replace_masked:
+        logits = torch.where(logit_bias == 0, logits, logit_bias)
+    else:
+        # Masked keys get exactly MASK_VALUE rather than logit + MASK_VALUE. The forward pass is the
+        # same, but a query whose keys are all masked then passes no gradient to its logits:
+        # float32 rounds logit + MASK_VALUE to MASK_VALUE, so the outputs never depended on them.
+        logits = torch.where(logit_bias <= MASK_VALUE / 2, MASK_VALUE, logits + logit_bias)
     logsumexp = torch.logsumexp(logits, dim=-1, keepdim=True)
     probs = dropout(torch.exp(logits - logsumexp))
     outputs = torch.matmul(probs.to(values.dtype), values)

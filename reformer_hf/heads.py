@@ -108,8 +108,10 @@ class ReformerForMaskedLM(ReformerPreTrainedModel):
             # Check the inputs, then the labels, so that a bad label raises before the forward pass.
             self._validate_labels(labels, _validate_base_inputs(self.reformer, base_inputs))
 
-        outputs = self.reformer(**base_inputs, output_hidden_states=output_hidden_states, use_cache=use_cache,
-                                output_attentions=output_attentions)
+        outputs = self.reformer(
+            **base_inputs, output_hidden_states=output_hidden_states, output_attentions=output_attentions,
+            use_cache=False, return_dict=True,
+        )
         logits = self._project(outputs.last_hidden_state)
 
         loss = None
@@ -120,7 +122,7 @@ class ReformerForMaskedLM(ReformerPreTrainedModel):
                 ignore_index=IGNORE_INDEX,
             )
 
-        if return_dict is False:
+        if return_dict is False or (return_dict is None and not self.config.return_dict):
             return _to_tuple(loss, (logits,), outputs.hidden_states)
         return MaskedLMOutput(loss=loss, logits=logits, hidden_states=outputs.hidden_states)
 
@@ -242,8 +244,10 @@ class ReformerForSequenceClassification(ReformerPreTrainedModel):
             problem_type = self._resolve_problem_type(labels)
             self._validate_labels(labels, problem_type, batch_size)
 
-        outputs = self.reformer(**base_inputs, output_hidden_states=output_hidden_states, use_cache=use_cache,
-                                output_attentions=output_attentions)
+        outputs = self.reformer(
+            **base_inputs, output_hidden_states=output_hidden_states, output_attentions=output_attentions,
+            use_cache=False, return_dict=True,
+        )
         hidden_states = outputs.last_hidden_state  # [b, n, 2 * hidden_size]
         rows = torch.arange(batch_size, device=hidden_states.device)
         pooled = hidden_states[rows, first_real_idx.to(hidden_states.device)]  # [b, 2 * hidden_size]
@@ -253,7 +257,7 @@ class ReformerForSequenceClassification(ReformerPreTrainedModel):
         if labels is not None:
             loss = self._loss(logits, labels.to(logits.device), problem_type)
 
-        if return_dict is False:
+        if return_dict is False or (return_dict is None and not self.config.return_dict):
             return _to_tuple(loss, (logits,), outputs.hidden_states)
         return SequenceClassifierOutput(loss=loss, logits=logits, hidden_states=outputs.hidden_states)
 
@@ -395,8 +399,10 @@ class ReformerForQuestionAnswering(ReformerPreTrainedModel):
             start_positions = self._validate_positions("start_positions", start_positions, batch_size)
             end_positions = self._validate_positions("end_positions", end_positions, batch_size)
 
-        outputs = self.reformer(**base_inputs, output_hidden_states=output_hidden_states, use_cache=use_cache,
-                                output_attentions=output_attentions)
+        outputs = self.reformer(
+            **base_inputs, output_hidden_states=output_hidden_states, output_attentions=output_attentions,
+            use_cache=False, return_dict=True,
+        )
         logits = self.qa_outputs(outputs.last_hidden_state)  # [b, n, 2]
         start_logits, end_logits = (part.squeeze(-1).contiguous() for part in logits.split(1, dim=-1))  # [b, n]
 
@@ -410,7 +416,7 @@ class ReformerForQuestionAnswering(ReformerPreTrainedModel):
             end_loss = nn.functional.cross_entropy(end_logits.float(), end_positions, ignore_index=length)
             loss = (start_loss + end_loss) / 2
 
-        if return_dict is False:
+        if return_dict is False or (return_dict is None and not self.config.return_dict):
             return _to_tuple(loss, (start_logits, end_logits), outputs.hidden_states)
         return QuestionAnsweringModelOutput(
             loss=loss, start_logits=start_logits, end_logits=end_logits, hidden_states=outputs.hidden_states

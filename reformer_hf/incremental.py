@@ -186,7 +186,7 @@ def _local_step(attention, query, layer, key_valid, positions) -> torch.Tensor:
             lower = torch.where(lower < 0, (current + lower).clamp(min=0), lower)
     allowed = key_valid & (positions >= lower) & (positions <= current)  # [b, L]
     logits = torch.matmul((query * d**-0.5).float(), layer.keys.float().transpose(-1, -2))  # [b, h, 1, L]
-    logits = logits + torch.where(allowed, 0.0, MASK_VALUE)[:, None, None, :]
+    logits = torch.where(allowed[:, None, None, :], logits, MASK_VALUE)
     outputs, _ = _softmax_attend(logits, layer.values)
     return outputs  # [b, h, 1, d]
 

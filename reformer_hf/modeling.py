@@ -136,7 +136,9 @@ class ReformerModel(ReformerPreTrainedModel):
             output_hidden_states: Also return ``[b, n, 2 * hidden_size]`` hidden states after
                 the embeddings and after every layer. On the reversible path with gradients
                 enabled, the per-layer states are detached from the graph.
-            return_dict: Return a ``BaseModelOutput`` (the default) or a tuple.
+            return_dict: Return a ``ReformerModelOutput`` or a tuple. ``None`` follows
+                ``config.return_dict`` (true by default), as does ``output_hidden_states`` with
+                ``config.output_hidden_states``.
             use_cache: In evaluation mode, also return a ``ReformerCache`` of every layer's keys,
                 values and buckets, which a later call continues from (see ``cache``). Ignored in
                 training.
@@ -155,9 +157,19 @@ class ReformerModel(ReformerPreTrainedModel):
                 "output_attentions=True is not supported: LSH and local attention never form the dense "
                 "[length, length] attention matrix. Leave output_attentions unset."
             )
+        if output_hidden_states is None:
+            output_hidden_states = self.config.output_hidden_states
+        if return_dict is None:
+            return_dict = self.config.return_dict
         if cache is not None and not cache.is_empty:
             return self._continue(cache, input_ids, inputs_embeds, attention_mask, num_hashes, return_dict)
-        caching = bool(use_cache or cache is not None) and not self.training
+        if cache is not None and not self.config.is_decoder:
+            raise ValueError(
+                "A generation cache needs a causal model, but the config has is_decoder=False: a bidirectional "
+                "model's earlier outputs change with every new token. Run the whole sequence instead."
+            )
+        # A bidirectional model has nothing to cache: every new token changes every output.
+        caching = bool(use_cache or cache is not None) and not self.training and self.config.is_decoder
         real, position_ids = self._validate_inputs(input_ids, attention_mask, position_ids, inputs_embeds, num_hashes)
         length = real.shape[1]
         requested_hashes = num_hashes or self.config.num_hashes
@@ -408,6 +420,8 @@ class ReformerForCausalLM(ReformerPreTrainedModel, GenerationMixin):
             labels: ``[b, n]`` target ids, usually ``input_ids`` with padding set to -100. The
                 model shifts them by one position itself.
         """
+        if return_dict is None:
+            return_dict = self.config.return_dict
         if labels is not None and cache is not None and not cache.is_empty:
             raise ValueError("labels cannot be combined with a generation cache; compute the loss without one.")
         if labels is not None:
@@ -434,6 +448,7 @@ class ReformerForCausalLM(ReformerPreTrainedModel, GenerationMixin):
             output_attentions=output_attentions,
             use_cache=use_cache,
             cache=cache,
+            return_dict=True,
         )
         logits = project_in_chunks(self.lm_head, outputs.last_hidden_state, self.config.lm_head_chunk_size)
 

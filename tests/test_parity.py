@@ -171,3 +171,41 @@ def test_our_defaults_differ_from_transformers_where_documented():
     first_chunk, later = slice(0, 4), slice(4, 32)
     assert (unwrapped[:, first_chunk] - expected[:, first_chunk]).abs().max() > 1e-3
     assert_close(unwrapped[:, later], expected[:, later], "chunks that do not wrap")
+
+
+def compare_gradients(original, converted) -> None:
+    expected_grads = {name: p.grad for name, p in original.named_parameters() if p.grad is not None}
+    expected_grads = state_dict_from_transformers(expected_grads, converted.config)
+    actual_grads = {name: p.grad for name, p in converted.named_parameters()}
+    assert set(expected_grads) == set(actual_grads)
+    for param_name, expected_grad in expected_grads.items():
+        scale = expected_grad.abs().max().item()
+        difference = (actual_grads[param_name] - expected_grad.reshape(actual_grads[param_name].shape)).abs().max()
+        assert difference.item() <= GRADIENT_TOLERANCE * max(scale, 1e-12), param_name
+
+
+@pytest.mark.parametrize("head", ["sequence-classification", "question-answering", "causal-lm-padded"])
+def test_heads_train_on_padded_batches_like_transformers(head):
+    torch.manual_seed(5)
+    if head == "sequence-classification":
+        original = transformers.ReformerForSequenceClassification(transformers_config(is_decoder=False, num_labels=3))
+        targets = {"labels": torch.tensor([2, 0])}
+    elif head == "question-answering":
+        original = transformers.ReformerForQuestionAnswering(transformers_config(is_decoder=False, num_hashes=2))
+        targets = {"start_positions": torch.tensor([3, 50]), "end_positions": torch.tensor([9, 60])}
+    else:
+        original = transformers.ReformerModelWithLMHead(transformers_config(num_hashes=2))
+    converted = convert_from_transformers(original)
+    original.train()
+    converted.train()
+    input_ids = torch.randint(3, 40, (2, 128), generator=torch.Generator().manual_seed(6))
+    attention_mask = torch.ones_like(input_ids)
+    attention_mask[1, 70:] = 0
+    if head == "causal-lm-padded":
+        targets = {"labels": input_ids.masked_fill(attention_mask == 0, -100)}
+    expected = original(input_ids, attention_mask=attention_mask, **targets)
+    actual = converted(input_ids, attention_mask=attention_mask, **targets)
+    assert abs(actual.loss.item() - expected.loss.item()) <= OUTPUT_TOLERANCE
+    expected.loss.backward()
+    actual.loss.backward()
+    compare_gradients(original, converted)
