@@ -7,12 +7,18 @@ from transformers import (
     AutoModelForMaskedLM,
     AutoModelForQuestionAnswering,
     AutoModelForSequenceClassification,
+    AutoModelForTokenClassification,
     AutoTokenizer,
 )
 
 from .configuration import ReformerConfig
 from .conversion import ConversionError, convert_from_transformers
-from .heads import ReformerForMaskedLM, ReformerForQuestionAnswering, ReformerForSequenceClassification
+from .heads import (
+    ReformerForMaskedLM,
+    ReformerForQuestionAnswering,
+    ReformerForSequenceClassification,
+    ReformerForTokenClassification,
+)
 from .modeling import ReformerForCausalLM, ReformerModel, ReformerPreTrainedModel
 from .tokenization import ReformerByteTokenizer
 
@@ -27,6 +33,7 @@ AutoModelForCausalLM.register(ReformerConfig, ReformerForCausalLM, exist_ok=True
 AutoModelForMaskedLM.register(ReformerConfig, ReformerForMaskedLM, exist_ok=True)
 AutoModelForSequenceClassification.register(ReformerConfig, ReformerForSequenceClassification, exist_ok=True)
 AutoModelForQuestionAnswering.register(ReformerConfig, ReformerForQuestionAnswering, exist_ok=True)
+AutoModelForTokenClassification.register(ReformerConfig, ReformerForTokenClassification, exist_ok=True)
 # Registration lets AutoTokenizer resolve the tokenizer_class field of a saved tokenizer_config.json.
 # It needs exist_ok=True for the same class-name reason as the models.
 AutoTokenizer.register(ReformerConfig, ReformerByteTokenizer, exist_ok=True)
@@ -40,6 +47,7 @@ __all__ = [
     "ReformerForMaskedLM",
     "ReformerForQuestionAnswering",
     "ReformerForSequenceClassification",
+    "ReformerForTokenClassification",
     "ReformerModel",
     "ReformerPreTrainedModel",
     "__version__",

@@ -87,8 +87,10 @@ class ReformerConfig(PretrainedConfig):
         lsh_attention_probs_dropout_prob, local_attention_probs_dropout_prob: Dropout on the
             attention probabilities of LSH layers and of local and full layers; ``None`` uses
             ``attention_probs_dropout_prob``.
-        classifier_dropout: Dropout in the sequence classification head; ``None`` uses
+        classifier_dropout: Dropout in the classification heads; ``None`` uses
             ``hidden_dropout_prob``.
+        classifier_pooling: How sequence classification pools a row: ``"mean"`` over its real
+            tokens, or ``"first"``, its first real token (transformers' Reformer).
         lm_head_chunk_size: Number of positions the language-modelling heads project at once; 0
             projects the whole sequence at once. The logits agree up to float rounding.
         position_embedding_type: ``"axial"`` (factorised positions, see ``axial_pos_shape``) or
@@ -146,6 +148,7 @@ class ReformerConfig(PretrainedConfig):
         lsh_attention_probs_dropout_prob: float | None = None,
         local_attention_probs_dropout_prob: float | None = None,
         classifier_dropout: float | None = None,
+        classifier_pooling: str = "mean",
         lm_head_chunk_size: int = 0,
         position_embedding_type: str = "axial",
         axial_pos_shape: Sequence[int] = (128, 128),
@@ -196,6 +199,7 @@ class ReformerConfig(PretrainedConfig):
         self.lsh_attention_probs_dropout_prob = lsh_attention_probs_dropout_prob
         self.local_attention_probs_dropout_prob = local_attention_probs_dropout_prob
         self.classifier_dropout = classifier_dropout
+        self.classifier_pooling = classifier_pooling
         self.lm_head_chunk_size = lm_head_chunk_size
         self.position_embedding_type = position_embedding_type
         self.axial_pos_shape = list(axial_pos_shape)
@@ -268,6 +272,8 @@ class ReformerConfig(PretrainedConfig):
                      "lsh_strictly_causal", "lsh_duplicate_correction", "lsh_transformers_rounding"):
             if not isinstance(getattr(self, name), bool):
                 raise ValueError(f"{name} must be true or false, got {getattr(self, name)!r}.")
+        if self.classifier_pooling not in ("mean", "first"):
+            raise ValueError(f"classifier_pooling must be 'mean' or 'first', got {self.classifier_pooling!r}.")
         if self.hash_seed_mode not in HASH_SEED_MODES:
             raise ValueError(
                 f"hash_seed_mode must be one of {', '.join(repr(m) for m in HASH_SEED_MODES)}, "

@@ -102,6 +102,7 @@ COMPATIBILITY_OPTIONS = {
     "lsh_same_bucket_only": False,
     "lsh_duplicate_correction": False,
     "lsh_transformers_rounding": True,
+    "classifier_pooling": "first",
     "reversible": True,
 }
 
@@ -464,6 +465,12 @@ def convert_from_transformers(
         )
 
     config, generation = config_from_transformers(fields, config_overrides)
+    if config.is_decoder and architecture in ("ReformerForSequenceClassification", "ReformerForQuestionAnswering"):
+        raise ConversionError(
+            f"The {architecture} checkpoint has is_decoder=True (causal attention). reformer_hf's encoder heads "
+            f"always attend in both directions, so the converted model would not reproduce it. Convert a "
+            f"checkpoint trained with is_decoder=False."
+        )
     config.architectures = [ARCHITECTURES[architecture]]
     model_class = getattr(heads, ARCHITECTURES[architecture], None) or getattr(modeling, ARCHITECTURES[architecture])
     model = model_class(config)

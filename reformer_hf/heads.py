@@ -12,9 +12,16 @@ streams and so have ``2 * hidden_size`` features. Labels are checked before the 
 label raises without running the layers.
 """
 
+import copy
+
 import torch
 from torch import nn
-from transformers.modeling_outputs import MaskedLMOutput, QuestionAnsweringModelOutput, SequenceClassifierOutput
+from transformers.modeling_outputs import (
+    MaskedLMOutput,
+    QuestionAnsweringModelOutput,
+    SequenceClassifierOutput,
+    TokenClassifierOutput,
+)
 from transformers.utils import logging
 
 from .configuration import ReformerConfig
@@ -37,6 +44,26 @@ def _validate_base_inputs(reformer: ReformerModel, base_inputs: dict) -> list[in
     return list((input_ids if input_ids is not None else inputs_embeds).shape[:2])
 
 
+def bidirectional_config(config: ReformerConfig, head: str) -> ReformerConfig:
+    """Return ``config`` switched to bidirectional attention, which every encoder head needs.
+
+    A causal config (the default) is copied with ``is_decoder=False``, and its look-ahead, which
+    causal attention kept at 0, becomes one chunk, so that ``AutoModelFor...from_config`` builds
+    every head from a default config. A config that is already bidirectional is used unchanged.
+    """
+    if not config.is_decoder:
+        return config
+    config = copy.deepcopy(config)
+    config.is_decoder = False
+    if config.lsh_num_chunks_after == 0 and config.local_num_chunks_after == 0:
+        config.lsh_num_chunks_after = config.local_num_chunks_after = 1
+    logger.info(
+        "%s attends in both directions: using is_decoder=False, lsh_num_chunks_after=%d and "
+        "local_num_chunks_after=%d.", head, config.lsh_num_chunks_after, config.local_num_chunks_after,
+    )
+    return config
+
+
 def _to_tuple(loss: torch.Tensor | None, outputs: tuple, hidden_states: tuple | None) -> tuple:
     """Lay out ``return_dict=False`` results as the transformers heads do: loss first, if any."""
     result = outputs + ((hidden_states,) if hidden_states is not None else ())
@@ -50,17 +77,13 @@ def _to_tuple(loss: torch.Tensor | None, outputs: tuple, hidden_states: tuple | 
 class ReformerForMaskedLM(ReformerPreTrainedModel):
     """Reformer with a head that predicts the token at every position, for masked-token pretraining.
 
-    Requires ``config.is_decoder=False``. Each position attends only to the chunks in its attention
-    window, so a masked language model usually also sets ``lsh_num_chunks_after`` and
-    ``local_num_chunks_after`` to at least 1.
+    Attends in both directions: a causal config is switched by ``bidirectional_config``. Each
+    position attends only to the chunks in its attention window, so ``lsh_num_chunks_after`` and
+    ``local_num_chunks_after`` should be at least 1.
     """
 
     def __init__(self, config: ReformerConfig):
-        if config.is_decoder:
-            raise ValueError(
-                "ReformerForMaskedLM needs a bidirectional model, but the config has is_decoder=True. "
-                "Build the config with is_decoder=False."
-            )
+        config = bidirectional_config(config, "ReformerForMaskedLM")
         super().__init__(config)
         self.reformer = ReformerModel(config)
         self.lm_head = nn.Linear(2 * config.hidden_size, config.vocab_size)
@@ -173,13 +196,12 @@ class ReformerClassificationHead(nn.Module):
 
 
 class ReformerForSequenceClassification(ReformerPreTrainedModel):
-    """Reformer with a classification or regression head on the first real token of each row.
+    """Reformer with a classification or regression head on one pooled vector per row.
 
-    The pooled vector is the final hidden state of the first position whose ``attention_mask`` is 1
-    (position 0 without a mask), so left padding does not change the logits. Under
-    ``is_decoder=True`` that token attends only to itself, so classification needs
-    ``is_decoder=False``, and ``lsh_num_chunks_after`` and ``local_num_chunks_after`` of at least 1
-    let it see later chunks.
+    ``config.classifier_pooling`` picks the vector: ``"mean"`` (the default) averages the final
+    hidden states of the real tokens, which suits long documents; ``"first"`` takes the first real
+    token's, as transformers' Reformer does (position 0 there). Either way padding does not change
+    the logits. Attends in both directions (``bidirectional_config``).
 
     The loss follows ``config.problem_type``. When it is ``None``, every call infers the type as
     transformers' heads do, but without writing it into the config. With ``num_labels == 1`` it is
@@ -193,13 +215,8 @@ class ReformerForSequenceClassification(ReformerPreTrainedModel):
             raise ValueError(
                 f"num_labels must be at least 1, got {config.num_labels}. Build the config with num_labels=N."
             )
+        config = bidirectional_config(config, "ReformerForSequenceClassification")
         super().__init__(config)
-        if config.is_decoder:
-            logger.warning(
-                "ReformerForSequenceClassification pools the first real token, which under is_decoder=True attends "
-                "only to itself, so the logits cannot depend on the rest of the row. Build the config with "
-                "is_decoder=False for classification."
-            )
         self.num_labels = config.num_labels
         self.reformer = ReformerModel(config)
         self.classifier = ReformerClassificationHead(config)
@@ -249,8 +266,13 @@ class ReformerForSequenceClassification(ReformerPreTrainedModel):
             use_cache=False, return_dict=True,
         )
         hidden_states = outputs.last_hidden_state  # [b, n, 2 * hidden_size]
-        rows = torch.arange(batch_size, device=hidden_states.device)
-        pooled = hidden_states[rows, first_real_idx.to(hidden_states.device)]  # [b, 2 * hidden_size]
+        if self.config.classifier_pooling == "mean":
+            real = torch.ones(hidden_states.shape[:2], device=hidden_states.device) if attention_mask is None else (
+                (attention_mask != 0).to(hidden_states.device, hidden_states.dtype))
+            pooled = (hidden_states * real.unsqueeze(-1)).sum(dim=1) / real.sum(dim=1, keepdim=True)
+        else:
+            rows = torch.arange(batch_size, device=hidden_states.device)
+            pooled = hidden_states[rows, first_real_idx.to(hidden_states.device)]  # [b, 2 * hidden_size]
         logits = self.classifier(pooled)  # [b, num_labels]
 
         loss = None
@@ -332,6 +354,89 @@ class ReformerForSequenceClassification(ReformerPreTrainedModel):
 
 
 # ---------------------------------------------------------------------------------------------
+# Token classification
+
+
+class ReformerForTokenClassification(ReformerPreTrainedModel):
+    """Reformer with a head that assigns one of ``num_labels`` classes to every position.
+
+    Dropout (``classifier_dropout``, else ``hidden_dropout_prob``) and one linear layer on the
+    ``2 * hidden_size`` final hidden states. Attends in both directions (``bidirectional_config``).
+    """
+
+    def __init__(self, config: ReformerConfig):
+        if config.num_labels < 1:
+            raise ValueError(
+                f"num_labels must be at least 1, got {config.num_labels}. Build the config with num_labels=N."
+            )
+        config = bidirectional_config(config, "ReformerForTokenClassification")
+        super().__init__(config)
+        self.num_labels = config.num_labels
+        self.reformer = ReformerModel(config)
+        dropout = config.classifier_dropout if config.classifier_dropout is not None else config.hidden_dropout_prob
+        self.dropout = nn.Dropout(dropout)
+        self.classifier = nn.Linear(2 * config.hidden_size, config.num_labels)
+        self.post_init()
+
+    def forward(
+        self,
+        input_ids: torch.LongTensor | None = None,
+        attention_mask: torch.Tensor | None = None,
+        position_ids: torch.LongTensor | None = None,
+        inputs_embeds: torch.Tensor | None = None,
+        labels: torch.LongTensor | None = None,
+        num_hashes: int | None = None,
+        output_hidden_states: bool | None = None,
+        return_dict: bool | None = None,
+        use_cache: bool | None = None,
+        output_attentions: bool | None = None,
+    ) -> TokenClassifierOutput | tuple:
+        """Classify every position; see ``ReformerModel.forward`` for the inputs.
+
+        Args:
+            labels: ``[b, n]`` class ids in ``[0, num_labels)``, or -100 at positions left out of
+                the loss (padding, and sub-word pieces after a word's first).
+
+        Returns:
+            ``TokenClassifierOutput`` with ``logits`` ``[b, n, num_labels]`` and, when labels are
+            given, the float32 mean cross-entropy over the labelled positions. With
+            ``return_dict=False``, the tuple ``(loss, logits, hidden_states)`` without ``None``s.
+
+        Raises:
+            ValueError: for the input errors of ``ReformerModel.forward`` and for labels of the wrong
+                shape, dtype or range, before the forward pass.
+        """
+        base_inputs = dict(input_ids=input_ids, attention_mask=attention_mask, position_ids=position_ids,
+                           inputs_embeds=inputs_embeds, num_hashes=num_hashes)
+        if labels is not None:
+            input_shape = _validate_base_inputs(self.reformer, base_inputs)
+            if list(labels.shape) != input_shape:
+                raise ValueError(f"labels must have the input's shape {input_shape}, got {list(labels.shape)}.")
+            if not _is_integer(labels):
+                raise ValueError(f"labels must be an integer tensor of class ids, got dtype {labels.dtype}.")
+            bad = (labels != IGNORE_INDEX) & ((labels < 0) | (labels >= self.num_labels))
+            if bool(bad.any()):
+                raise ValueError(
+                    f"labels contains class id {int(labels[bad][0])}, outside [0, {self.num_labels}) (num_labels) "
+                    f"and not the ignore index -100."
+                )
+        outputs = self.reformer(
+            **base_inputs, output_hidden_states=output_hidden_states, output_attentions=output_attentions,
+            use_cache=False, return_dict=True,
+        )
+        logits = self.classifier(self.dropout(outputs.last_hidden_state))  # [b, n, num_labels]
+        loss = None
+        if labels is not None:
+            loss = nn.functional.cross_entropy(
+                logits.float().reshape(-1, self.num_labels), labels.to(logits.device).reshape(-1).long(),
+                ignore_index=IGNORE_INDEX,
+            )
+        if return_dict is False or (return_dict is None and not self.config.return_dict):
+            return _to_tuple(loss, (logits,), outputs.hidden_states)
+        return TokenClassifierOutput(loss=loss, logits=logits, hidden_states=outputs.hidden_states)
+
+
+# ---------------------------------------------------------------------------------------------
 # Extractive question answering
 
 
@@ -347,6 +452,7 @@ class ReformerForQuestionAnswering(ReformerPreTrainedModel):
                 f"ReformerForQuestionAnswering needs one start and one end score per position, but the config "
                 f"has num_labels={config.num_labels}. Build the config with num_labels=2."
             )
+        config = bidirectional_config(config, "ReformerForQuestionAnswering")
         super().__init__(config)
         self.num_labels = config.num_labels
         self.reformer = ReformerModel(config)
@@ -440,4 +546,6 @@ __all__ = [
     "ReformerForMaskedLM",
     "ReformerForQuestionAnswering",
     "ReformerForSequenceClassification",
+    "ReformerForTokenClassification",
+    "bidirectional_config",
 ]

@@ -6,7 +6,6 @@ Outputs are compared in evaluation mode with ``hash_seed`` set, so that LSH laye
 on every call.
 """
 
-import logging
 import re
 import time
 
@@ -98,12 +97,26 @@ def test_masked_lm_chunked_head_matches(tiny_config):
     torch.testing.assert_close(chunked_logits, logits, rtol=0, atol=1e-6)
 
 
-def test_masked_lm_rejects_decoder_config(tiny_config):
-    with raises_message(
-        "ReformerForMaskedLM needs a bidirectional model, but the config has is_decoder=True. "
-        "Build the config with is_decoder=False."
-    ):
-        ReformerForMaskedLM(tiny_config(is_decoder=True))
+@pytest.mark.parametrize("head", ["ReformerForMaskedLM", "ReformerForSequenceClassification",
+                                  "ReformerForTokenClassification", "ReformerForQuestionAnswering"])
+def test_encoder_heads_switch_a_causal_config_to_bidirectional(tiny_config, head):
+    config = tiny_config(is_decoder=True)
+    model = getattr(reformer_hf, head)(config)
+    assert model.config.is_decoder is False
+    assert (model.config.lsh_num_chunks_after, model.config.local_num_chunks_after) == (1, 1)
+    # The caller's config is left as it was.
+    assert config.is_decoder is True and config.lsh_num_chunks_after == 0
+    # A bidirectional config keeps its own look-ahead.
+    kept = getattr(reformer_hf, head)(tiny_config(is_decoder=False, lsh_num_chunks_after=2))
+    assert (kept.config.lsh_num_chunks_after, kept.config.local_num_chunks_after) == (2, 0)
+
+
+@pytest.mark.parametrize("auto_class", ["AutoModel", "AutoModelForCausalLM", "AutoModelForMaskedLM",
+                                        "AutoModelForSequenceClassification", "AutoModelForTokenClassification",
+                                        "AutoModelForQuestionAnswering"])
+def test_default_config_builds_under_every_auto_class(auto_class):
+    model = getattr(transformers, auto_class).from_config(reformer_hf.ReformerConfig())
+    assert type(model).__module__.startswith("reformer_hf.")
 
 
 MASKED_LM_LABEL_ERRORS = {
@@ -249,8 +262,22 @@ def test_seq_cls_pools_first_real_token(tiny_config, layout):
         assert not torch.allclose(at_position_zero, expected, atol=1e-3), "position 0 is padding here"
 
 
-def test_seq_cls_head_layers(tiny_config):
+def test_seq_cls_mean_pooling(tiny_config):
     model = classifier(tiny_config, num_labels=3)
+    input_ids = random_ids(2, 9)
+    attention_mask = torch.ones_like(input_ids)
+    attention_mask[1, 6:] = 0
+    with torch.no_grad():
+        logits = model(input_ids, attention_mask=attention_mask).logits
+        hidden = model.reformer(input_ids, attention_mask=attention_mask).last_hidden_state
+        pooled = torch.stack([hidden[0].mean(dim=0), hidden[1, :6].mean(dim=0)])
+        head = model.classifier
+        expected = head.out_proj(torch.tanh(head.dense(pooled)))
+    torch.testing.assert_close(logits, expected, rtol=0, atol=1e-6)
+
+
+def test_seq_cls_head_layers(tiny_config):
+    model = classifier(tiny_config, num_labels=3, classifier_pooling="first")
     input_ids = random_ids(2, 9)
     with torch.no_grad():
         logits = model(input_ids).logits
@@ -263,12 +290,6 @@ def test_seq_cls_head_layers(tiny_config):
 def test_seq_cls_classifier_dropout(tiny_config):
     assert classifier(tiny_config, classifier_dropout=0.3).classifier.dropout.p == 0.3
     assert classifier(tiny_config, hidden_dropout_prob=0.2).classifier.dropout.p == 0.2
-
-
-def test_seq_cls_warns_on_decoder_config(tiny_config, caplog):
-    with caplog.at_level(logging.WARNING, logger="reformer_hf.heads"):
-        ReformerForSequenceClassification(tiny_config(is_decoder=True))
-    assert "is_decoder=True attends only to itself" in caplog.text
 
 
 # Each case: config overrides, the forward inputs and the message.
@@ -343,7 +364,7 @@ def test_seq_cls_learns_token_presence(tiny_config):
     # cover all 32 positions. On one CPU thread of the development machine, 150 Adam steps took
     # about 2.3 s and reached 97-99% accuracy for torch seeds 0 to 3.
     model = ReformerForSequenceClassification(
-        tiny_config(**BIDIRECTIONAL, lsh_chunk_length=16, num_labels=2)
+        tiny_config(**BIDIRECTIONAL, lsh_chunk_length=16, num_labels=2, classifier_pooling="first")
     ).train()
     optimizer = torch.optim.Adam(model.parameters(), lr=3e-3)
 
@@ -560,3 +581,41 @@ def test_masked_lm_head_maps_to_transformers(tiny_config):
         "lm_head.bias": expected["lm_head.decoder.bias"],
     }
     assert expected["lm_head.bias"] == expected["lm_head.decoder.bias"]
+
+
+# ---------------------------------------------------------------------------------------------
+# Token classification
+
+
+def test_token_classification_loss_and_shapes(tiny_config):
+    model = reformer_hf.ReformerForTokenClassification(tiny_config(num_labels=4, hidden_dropout_prob=0.0))
+    input_ids = random_ids(2, 11)
+    labels = torch.randint(0, 4, (2, 11))
+    labels[0, :3] = -100
+    output = model(input_ids, labels=labels)
+    assert output.logits.shape == (2, 11, 4)
+    kept = labels != -100
+    expected = torch.nn.functional.cross_entropy(output.logits[kept], labels[kept])
+    torch.testing.assert_close(output.loss, expected)
+    assert model(input_ids, return_dict=False)[0].shape == (2, 11, 4)
+
+
+@pytest.mark.parametrize("labels, message", [
+    (torch.zeros(2, 10, dtype=torch.long), "labels must have the input's shape [2, 11], got [2, 10]."),
+    (torch.zeros(2, 11), "labels must be an integer tensor of class ids, got dtype torch.float32."),
+    (torch.full((2, 11), 4), "labels contains class id 4, outside [0, 4) (num_labels) and not the ignore index -100."),
+])
+def test_token_classification_label_errors(tiny_config, labels, message):
+    model = reformer_hf.ReformerForTokenClassification(tiny_config(num_labels=4))
+    with raises_message(message):
+        model(random_ids(2, 11), labels=labels)
+
+
+def test_token_classification_auto_round_trip(tiny_config, tmp_path):
+    model = reformer_hf.ReformerForTokenClassification(tiny_config(num_labels=3)).eval()
+    model.save_pretrained(tmp_path)
+    loaded = transformers.AutoModelForTokenClassification.from_pretrained(tmp_path).eval()
+    assert type(loaded) is type(model)
+    input_ids = random_ids(2, 9)
+    with torch.no_grad():
+        assert torch.equal(loaded(input_ids).logits, model(input_ids).logits)
