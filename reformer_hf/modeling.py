@@ -9,6 +9,7 @@ attention, the outputs at real tokens do not depend on how much padding there is
 
 import math
 from dataclasses import dataclass
+from pathlib import Path
 
 import torch
 from torch import nn
@@ -19,6 +20,7 @@ from .chunking import pad_to_multiple, padded_length
 from .configuration import ReformerConfig
 from .embeddings import AxialPositionEmbeddings, ReformerEmbeddings, axial_strides
 from .incremental import ReformerCache, prefill_layer, step_attention, transformers_prefill_stage
+from .model_card import write_model_card
 from .reversible import ReformerStack
 
 
@@ -51,6 +53,18 @@ class ReformerPreTrainedModel(PreTrainedModel):
     main_input_name = "input_ids"
     supports_gradient_checkpointing = False
     _no_split_modules = ["ReformerLayer"]
+
+    def save_pretrained(self, save_directory, *args, **kwargs):
+        """Save as ``PreTrainedModel.save_pretrained`` does, plus a ``README.md`` model card.
+
+        The card (see ``reformer_hf.model_card``) reads ``self.model_card_info`` when set. It is
+        written first, so that ``push_to_hub=True`` uploads it too, and never over a README that
+        someone else wrote.
+        """
+        if kwargs.get("is_main_process", True) and not Path(save_directory).is_file():
+            Path(save_directory).mkdir(parents=True, exist_ok=True)
+            write_model_card(self, save_directory)
+        return super().save_pretrained(save_directory, *args, **kwargs)
 
     def _init_weights(self, module: nn.Module) -> None:
         super()._init_weights(module)

@@ -11,6 +11,7 @@ import functools
 import math
 import time
 from dataclasses import dataclass, field
+from pathlib import Path
 
 import torch
 from transformers import Trainer, TrainingArguments, set_seed
@@ -304,6 +305,7 @@ def pretrain(
         trainer.data_collator = functools.partial(collate_causal_lm, num_hashes=settings.eval_num_hashes)
         metrics.update(trainer.evaluate(metric_key_prefix=f"eval_{settings.eval_num_hashes}_hashes"))
         trainer.data_collator = collate_causal_lm
+    model.model_card_info = training_card_info(settings, data_files, dataset, metrics, len(splits["train"]))
     trainer.save_model(output_dir)
     tokenizer.save_pretrained(output_dir)
 
@@ -315,6 +317,28 @@ def pretrain(
     metrics["minutes"] = round((time.monotonic() - started) / 60, 2)
     metrics["sample"] = generate_sample(model, tokenizer, validation, settings)
     return metrics
+
+
+def training_card_info(settings: PretrainSettings, data_files, dataset, metrics: dict, train_sequences: int) -> dict:
+    """Describe a pretraining run for the model card that ``save_pretrained`` writes."""
+    if data_files:
+        names = [Path(path).name for path in data_files]
+        data = "Plain text or Wikipedia files: " + ", ".join(f"`{name}`" for name in names) + "."
+    elif dataset:
+        names = [str(dataset)]
+        data = f"The dataset `{dataset}`."
+    else:
+        names = ["python-standard-library"]
+        data = "The Python standard library's `.py` sources and pydoc reference text of the Python that ran training."
+    data += (f" Read as bytes, cut into {train_sequences:,} training sequences of {settings.sequence_length:,} bytes; "
+             f"the last {settings.validation_fraction:.0%} of the byte stream was held out for evaluation.")
+    training = (f"`reformer-hf pretrain`: {settings.max_steps:,} steps of {settings.per_device_batch_size} "
+                f"sequence(s) x {settings.gradient_accumulation_steps} accumulation step(s), AdamW at peak learning "
+                f"rate {settings.learning_rate:g} ({settings.lr_scheduler_type} schedule, {settings.warmup_steps} "
+                f"warm-up steps), seed {settings.seed}.")
+    card_metrics = {"eval_bits_per_byte": metrics.get("eval_bits_per_byte")}
+    return {"name": "reformer_hf byte-level causal language model", "datasets": names, "training_data": data,
+            "training": training, "metrics": card_metrics, "tags": ["causal-lm", "byte-level"]}
 
 
 def generate_sample(model: ReformerForCausalLM, tokenizer, validation, settings: PretrainSettings) -> str:

@@ -65,6 +65,11 @@ def test_pretrain_output_loads_with_auto_classes(book_excerpt, tmp_path):
     assert tokenizer.model_max_length == model.config.max_position_embeddings
     assert (output_dir / "model.safetensors").exists()
     assert sorted(path.name for path in output_dir.glob("checkpoint-*")) == ["checkpoint-2", "checkpoint-4"]
+    card = (output_dir / "README.md").read_text()
+    assert "pipeline_tag: text-generation" in card
+    assert "  - excerpt.txt" in card
+    assert "type: eval_bits_per_byte" in card
+    assert "4 steps of 4 sequence(s)" in card
 
     prompt = tokenizer(["The room was"], return_tensors="pt")
     generated = model.generate(**prompt, max_new_tokens=8, do_sample=False)
