@@ -20,6 +20,7 @@ from .heads import (
     ReformerForTokenClassification,
 )
 from .modeling import ReformerForCausalLM, ReformerModel, ReformerPreTrainedModel
+from .pipelines import ExtractiveQuestionAnsweringPipeline
 from .tokenization import ReformerByteTokenizer
 
 __version__ = "0.1.0"
@@ -40,6 +41,7 @@ AutoTokenizer.register(ReformerConfig, ReformerByteTokenizer, exist_ok=True)
 
 __all__ = [
     "ConversionError",
+    "ExtractiveQuestionAnsweringPipeline",
     "convert_from_transformers",
     "ReformerByteTokenizer",
     "ReformerConfig",
