@@ -8,10 +8,12 @@ attention, the outputs at real tokens do not depend on how much padding there is
 """
 
 import math
+import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 
 import torch
+from huggingface_hub import HfApi
 from torch import nn
 from transformers import GenerationMixin, PreTrainedModel
 from transformers.modeling_outputs import BaseModelOutput, CausalLMOutput
@@ -54,17 +56,57 @@ class ReformerPreTrainedModel(PreTrainedModel):
     supports_gradient_checkpointing = False
     _no_split_modules = ["ReformerLayer"]
 
-    def save_pretrained(self, save_directory, *args, **kwargs):
+    def save_pretrained(self, save_directory, *args, push_to_hub: bool = False, **kwargs):
         """Save as ``PreTrainedModel.save_pretrained`` does, plus a ``README.md`` model card.
 
-        The card (see ``reformer_hf.model_card``) reads ``self.model_card_info`` when set. It is
-        written first, so that ``push_to_hub=True`` uploads it too, and never over a README that
-        someone else wrote.
+        The card (see ``reformer_hf.model_card``) reads ``self.model_card_info`` when set, and is
+        never written over a README that someone else wrote. ``push_to_hub=True`` then uploads the
+        folder with ``push_to_hub`` (``repo_id``, ``commit_message``, ``create_pr``, ``private``
+        and ``token`` are passed on), so that the card reaches the Hub.
         """
+        hub_options = {name: kwargs.pop(name) for name in ("repo_id", "commit_message", "create_pr", "private", "token")
+                       if name in kwargs}
         if kwargs.get("is_main_process", True) and not Path(save_directory).is_file():
             Path(save_directory).mkdir(parents=True, exist_ok=True)
             write_model_card(self, save_directory)
-        return super().save_pretrained(save_directory, *args, **kwargs)
+        result = super().save_pretrained(save_directory, *args, **kwargs)
+        if push_to_hub and kwargs.get("is_main_process", True):
+            repo_id = hub_options.pop("repo_id", Path(save_directory).resolve().name)
+            self.push_to_hub(repo_id, max_shard_size=kwargs.get("max_shard_size", "50GB"), **hub_options)
+        return result
+
+    def push_to_hub(self, repo_id: str, *, commit_message: str | None = None, commit_description: str | None = None,
+                    private: bool | None = None, token: bool | str | None = None, revision: str | None = None,
+                    create_pr: bool = False, max_shard_size: int | str | None = "50GB",
+                    tags: list[str] | None = None) -> str:
+        """Upload the model as ``PushToHubMixin.push_to_hub`` does, with this package's model card.
+
+        transformers would replace the card by the repository's current README or its own template.
+        Here the repository's README is kept only when someone else wrote it.
+        """
+        from transformers.utils.hub import create_and_tag_model_card
+
+        from .model_card import GENERATED_MARKER
+
+        api = HfApi()
+        repo_id = api.create_repo(repo_id, private=private, token=token, exist_ok=True).repo_id
+        if revision is not None and not revision.startswith("refs/pr"):
+            api.create_branch(repo_id, branch=revision, token=token, exist_ok=True)
+        if tags:
+            info = dict(getattr(self, "model_card_info", None) or {})
+            info["tags"] = list(dict.fromkeys(list(info.get("tags", [])) + list(tags)))
+            self.model_card_info = info
+        has_card = api.file_exists(repo_id, "README.md", revision=revision, token=token)
+        with tempfile.TemporaryDirectory() as folder:
+            self.save_pretrained(folder, max_shard_size=max_shard_size)
+            if has_card:
+                hub_card = create_and_tag_model_card(repo_id, tags, token=token)
+                if GENERATED_MARKER not in hub_card.content:
+                    hub_card.save(str(Path(folder) / "README.md"))
+            return self._upload_modified_files(
+                folder, repo_id, files_timestamps={}, commit_message=commit_message, token=token,
+                create_pr=create_pr, revision=revision, commit_description=commit_description,
+            )
 
     def _init_weights(self, module: nn.Module) -> None:
         super()._init_weights(module)
