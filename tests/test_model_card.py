@@ -1,5 +1,7 @@
 """Model cards written by ``save_pretrained``."""
 
+from pathlib import Path
+
 import pytest
 import yaml
 
@@ -58,3 +60,9 @@ def test_a_card_written_by_someone_else_is_kept(tiny_config, tmp_path):
     (tmp_path / "README.md").write_text(GENERATED_MARKER + "\nold\n")
     model.save_pretrained(tmp_path)
     assert "## Configuration" in (tmp_path / "README.md").read_text()
+
+
+def test_template_in_model_cards_folder_matches_the_renderer():
+    template = (Path(__file__).parent.parent / "model_cards" / "TEMPLATE.md").read_text()
+    rendered = render_model_card(reformer_hf.ReformerForCausalLM(reformer_hf.ReformerConfig()))
+    assert template.split("-->\n", 1)[1] == rendered
