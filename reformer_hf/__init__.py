@@ -21,6 +21,7 @@ from .heads import (
 )
 from .modeling import ReformerForCausalLM, ReformerModel, ReformerPreTrainedModel
 from .pipelines import ExtractiveQuestionAnsweringPipeline
+from .sentencepiece_training import train_sentencepiece_tokenizer
 from .tokenization import ReformerByteTokenizer
 
 __version__ = "0.1.0"
@@ -53,4 +54,5 @@ __all__ = [
     "ReformerModel",
     "ReformerPreTrainedModel",
     "__version__",
+    "train_sentencepiece_tokenizer",
 ]

@@ -1,8 +1,9 @@
-"""Command-line interface: ``reformer-hf pretrain`` and ``reformer-hf convert``.
+"""Command-line interface: ``reformer-hf pretrain``, ``reformer-hf convert`` and ``reformer-hf train-tokenizer``.
 
 Every field of ``PretrainSettings`` is an option of ``pretrain`` (``--hidden-size 512``,
 ``--attention-layers local,lsh``), applied on top of the chosen preset. ``convert`` turns a local
-transformers Reformer checkpoint into a ``reformer_hf`` one.
+transformers Reformer checkpoint into a ``reformer_hf`` one. ``train-tokenizer`` trains a
+SentencePiece subword tokenizer and saves it as a Hugging Face fast tokenizer.
 """
 
 import argparse
@@ -11,6 +12,14 @@ import json
 import sys
 import typing
 
+from .sentencepiece_training import (
+    DEFAULT_CHARACTER_COVERAGE,
+    DEFAULT_INPUT_SENTENCE_SIZE,
+    DEFAULT_MODEL_MAX_LENGTH,
+    MODEL_TYPES,
+    SPECIAL_TOKENS,
+    train_sentencepiece_tokenizer,
+)
 from .training import PRESETS, PretrainSettings
 
 
@@ -152,7 +161,45 @@ def build_parser() -> argparse.ArgumentParser:
                          "int or a pair u1,u2, the value the model was trained with")
     convert.add_argument("--check", action="store_true",
                          help="load both models and report the largest output difference on a random batch")
+    _add_train_tokenizer_parser(commands)
     return parser
+
+
+def _add_train_tokenizer_parser(commands) -> None:
+    train_tokenizer = commands.add_parser(
+        "train-tokenizer",
+        help="train a SentencePiece subword tokenizer for a Reformer model",
+        description="Train a SentencePiece Unigram or BPE tokenizer on text files and save it as a Hugging Face fast "
+        "tokenizer that AutoTokenizer loads. Ids 0 to 6 are <pad>, <s>, </s>, <unk>, <cls>, <sep> and <mask>. "
+        "A pair of texts is encoded as <cls> A <sep> B <sep>, a single text without special tokens.",
+    )
+    train_tokenizer.add_argument("--data-files", nargs="+", required=True, metavar="PATH",
+                                 help="plain text files, or Wikipedia XML dumps (.xml or .bz2)")
+    train_tokenizer.add_argument("--vocab-size", type=int, required=True, metavar="N",
+                                 help="number of token ids, special tokens and byte pieces included")
+    train_tokenizer.add_argument("--output-dir", required=True, metavar="DIR",
+                                 help="folder to write tokenizer.json, tokenizer_config.json and "
+                                 "sentencepiece.model to")
+    train_tokenizer.add_argument("--model-type", default=MODEL_TYPES[0], choices=MODEL_TYPES,
+                                 help=f"SentencePiece model type (default: {MODEL_TYPES[0]})")
+    train_tokenizer.add_argument("--model-max-length", type=int, default=DEFAULT_MODEL_MAX_LENGTH, metavar="N",
+                                 help="the tokenizer's model_max_length in tokens; set it to the model's "
+                                 f"max_position_embeddings (default: {DEFAULT_MODEL_MAX_LENGTH}, that of the "
+                                 "default ReformerConfig)")
+    train_tokenizer.add_argument("--character-coverage", type=float, default=DEFAULT_CHARACTER_COVERAGE,
+                                 metavar="FRACTION",
+                                 help="share of the corpus's characters that get their own piece; the rest are "
+                                 f"encoded as bytes (default: {DEFAULT_CHARACTER_COVERAGE})")
+    train_tokenizer.add_argument("--input-sentence-size", type=int, default=DEFAULT_INPUT_SENTENCE_SIZE, metavar="N",
+                                 help="lines sampled from the corpus for training; 0 uses every line "
+                                 f"(default: {DEFAULT_INPUT_SENTENCE_SIZE})")
+    train_tokenizer.add_argument("--seed", type=int, default=0, help="seed of the --input-sentence-size sample (default: 0)")
+    train_tokenizer.add_argument("--no-byte-fallback", dest="byte_fallback", action="store_false",
+                                 help="encode characters outside the vocabulary as <unk> instead of their UTF-8 bytes, "
+                                 "which frees 256 ids")
+    train_tokenizer.add_argument("--add-cls-and-sep", action="store_true",
+                                 help="encode a single text as <cls> A <sep> too, for classification of single texts "
+                                 "(prompts for generation then end in <sep>)")
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -161,7 +208,38 @@ def main(argv: list[str] | None = None) -> int:
         return _run_pretrain(args)
     if args.command == "convert":
         return _run_convert(args)
+    if args.command == "train-tokenizer":
+        return _run_train_tokenizer(args)
     return 2
+
+
+def _run_train_tokenizer(args: argparse.Namespace) -> int:
+    try:
+        tokenizer = train_sentencepiece_tokenizer(
+            args.data_files,
+            args.vocab_size,
+            args.output_dir,
+            model_type=args.model_type,
+            model_max_length=args.model_max_length,
+            character_coverage=args.character_coverage,
+            input_sentence_size=args.input_sentence_size,
+            seed=args.seed,
+            byte_fallback=args.byte_fallback,
+            add_cls_and_sep=args.add_cls_and_sep,
+        )
+    except (ValueError, FileNotFoundError) as error:
+        print(f"reformer-hf train-tokenizer: error: {error}", file=sys.stderr)
+        return 2
+
+    print(f"Saved a {args.model_type} tokenizer with {len(tokenizer)} ids to {args.output_dir}")
+    special_ids = ", ".join(
+        f"{name.removesuffix('_token')}={tokenizer.convert_tokens_to_ids(token)} {token}"
+        for name, token in SPECIAL_TOKENS.items()
+    )
+    print(f"Special token ids: {special_ids}")
+    print(f"Build the model's config with vocab_size={len(tokenizer)} and max_position_embeddings="
+          f"{tokenizer.model_max_length}. Pad, bos and eos have the ids that ReformerConfig defaults to.")
+    return 0
 
 
 def _run_convert(args: argparse.Namespace) -> int:

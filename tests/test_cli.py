@@ -112,3 +112,101 @@ def test_every_setting_has_help():
     from reformer_hf.training import PretrainSettings
 
     assert sorted(SETTING_HELP) == sorted(field.name for field in dataclasses.fields(PretrainSettings))
+
+
+TOKENIZER_CORPUS = (
+    "It was a hot evening early in July. A young man came out of the garret in which he lodged and walked "
+    "slowly, as though in hesitation, towards the bridge. He had successfully avoided meeting his landlady "
+    "on the staircase.\n"
+)
+
+
+@pytest.fixture
+def tokenizer_corpus(tmp_path):
+    path = tmp_path / "tokenizer_corpus.txt"
+    path.write_text(TOKENIZER_CORPUS * 100, encoding="utf-8")
+    return path
+
+
+def test_cli_train_tokenizer_in_process(tokenizer_corpus, tmp_path, capsys):
+    from transformers import AutoTokenizer
+
+    output_dir = tmp_path / "tokenizer"
+    code = main(["train-tokenizer", "--data-files", str(tokenizer_corpus), "--vocab-size", "300",
+                 "--output-dir", str(output_dir), "--model-type", "bpe", "--model-max-length", "4096",
+                 "--add-cls-and-sep"])
+    printed = capsys.readouterr().out
+    assert code == 0
+    assert f"Saved a bpe tokenizer with 300 ids to {output_dir}" in printed
+    assert ("Special token ids: pad=0 <pad>, bos=1 <s>, eos=2 </s>, unk=3 <unk>, cls=4 <cls>, sep=5 <sep>, "
+            "mask=6 <mask>") in printed
+    assert "vocab_size=300 and max_position_embeddings=4096" in printed
+
+    tokenizer = AutoTokenizer.from_pretrained(output_dir)
+    assert tokenizer.is_fast
+    assert len(tokenizer) == 300
+    assert tokenizer.model_max_length == 4096
+    text = "A young man came out of the garret."
+    input_ids = tokenizer(text)["input_ids"]
+    assert input_ids[0] == tokenizer.cls_token_id == 4
+    assert input_ids[-1] == tokenizer.sep_token_id == 5
+    assert tokenizer.decode(input_ids, skip_special_tokens=True) == text
+
+
+@pytest.mark.parametrize(
+    ("options", "message"),
+    [
+        (["--vocab-size", "100"], "vocab_size=100 is too small: the 7 special tokens, 256 byte pieces"),
+        (["--vocab-size", "5000"], "vocab_size=5000 is too large for this corpus: unigram training finds at most"),
+        (["--vocab-size", "300", "--character-coverage", "2"], "character_coverage must be in (0, 1], got 2.0."),
+    ],
+)
+def test_cli_train_tokenizer_invalid_input_exits_2(tokenizer_corpus, tmp_path, capsys, options, message):
+    code = main(["train-tokenizer", "--data-files", str(tokenizer_corpus), "--output-dir", str(tmp_path / "out"),
+                 *options])
+    assert code == 2
+    assert f"reformer-hf train-tokenizer: error: {message}" in capsys.readouterr().err
+
+
+def test_cli_train_tokenizer_missing_file_exits_2(tmp_path, capsys):
+    missing = tmp_path / "nope.txt"
+    code = main(["train-tokenizer", "--data-files", str(missing), "--vocab-size", "300",
+                 "--output-dir", str(tmp_path / "out")])
+    assert code == 2
+    expected = f"reformer-hf train-tokenizer: error: Training file not found: {str(missing)!r}. Check the path.\n"
+    assert capsys.readouterr().err == expected
+
+
+def test_cli_tokenizer_model_type_usage_error(tokenizer_corpus, tmp_path, capsys):
+    with pytest.raises(SystemExit) as exit_info:
+        main(["train-tokenizer", "--data-files", str(tokenizer_corpus), "--vocab-size", "300",
+              "--output-dir", str(tmp_path / "out"), "--model-type", "wordpiece"])
+    assert exit_info.value.code == 2
+    assert "reformer-hf train-tokenizer: error: argument --model-type: invalid choice: 'wordpiece'" in (
+        capsys.readouterr().err
+    )
+
+
+def test_console_script_train_tokenizer(tokenizer_corpus, tmp_path):
+    import os
+
+    script = shutil.which("reformer-hf")
+    command = [script] if script else [sys.executable, "-m", "reformer_hf.cli"]
+    environment = {**os.environ, "HF_HUB_OFFLINE": "1"}
+    output_dir = tmp_path / "tokenizer"
+    result = subprocess.run(
+        [*command, "train-tokenizer", "--data-files", str(tokenizer_corpus), "--vocab-size", "300",
+         "--output-dir", str(output_dir), "--model-type", "bpe"],
+        capture_output=True, text=True, timeout=120, env=environment,
+    )
+    assert result.returncode == 0, result.stderr
+    assert "Special token ids: pad=0 <pad>" in result.stdout
+    assert (output_dir / "tokenizer.json").is_file()
+
+    failed = subprocess.run(
+        [*command, "train-tokenizer", "--data-files", str(tmp_path / "nope.txt"), "--vocab-size", "300",
+         "--output-dir", str(output_dir)],
+        capture_output=True, text=True, timeout=120, env=environment,
+    )
+    assert failed.returncode == 2
+    assert "reformer-hf train-tokenizer: error: Training file not found:" in failed.stderr
