@@ -1,8 +1,10 @@
 """transformers pipelines on saved reformer_hf models and their tokenizers."""
 
+from pathlib import Path
+
 import pytest
 import torch
-from transformers import pipeline
+from transformers import AutoTokenizer, pipeline
 
 import reformer_hf
 from reformer_hf import ReformerByteTokenizer, ReformerConfig
@@ -103,3 +105,39 @@ def test_question_answering_bad_inputs(tmp_path, kwargs, message):
     answer = pipeline("question-answering", model=saved(model, ReformerByteTokenizer(model_max_length=256), tmp_path))
     with pytest.raises(ValueError, match=message.replace("?", r"\?").replace(".", r"\.")):
         answer(**kwargs)
+
+
+BOOK = Path(__file__).resolve().parents[2] / "shared" / "data" / "mobydick.txt"
+
+
+@pytest.fixture(scope="module")
+def sentencepiece_folder(tmp_path_factory):
+    if not BOOK.is_file():
+        pytest.skip(f"{BOOK} is missing: the shared data folder is not beside the repository")
+    corpus = tmp_path_factory.mktemp("corpus") / "start.txt"
+    corpus.write_bytes(BOOK.read_bytes()[:150_000])
+    folder = tmp_path_factory.mktemp("tokenizer")
+    reformer_hf.train_sentencepiece_tokenizer([corpus], 400, folder, model_max_length=256, num_threads=1)
+    return folder
+
+
+def test_fill_mask_and_question_answering_with_a_fast_sentencepiece_tokenizer(sentencepiece_folder, tmp_path):
+    tokenizer = AutoTokenizer.from_pretrained(sentencepiece_folder)
+    assert tokenizer.is_fast and tokenizer.mask_token_id is not None
+
+    masked = reformer_hf.ReformerForMaskedLM(small_config(vocab_size=len(tokenizer))).eval()
+    fill = pipeline("fill-mask", model=saved(masked, tokenizer, tmp_path / "mlm"))
+    result = fill(f"Call me {tokenizer.mask_token}.", top_k=2)
+    assert len(result) == 2 and all(0 <= entry["token"] < len(tokenizer) for entry in result)
+
+    qa_model = reformer_hf.ReformerForQuestionAnswering(small_config(vocab_size=len(tokenizer))).eval()
+    answer = pipeline("question-answering", model=saved(qa_model, tokenizer, tmp_path / "qa"))
+    context = "Call me Ishmael. Some years ago I went to sea."
+    result = answer(question="Who am I?", context=context, max_answer_len=4)
+    # The answer is a slice of the context at token boundaries that the offsets give.
+    assert context[result["start"]:result["end"]] == result["answer"] and result["answer"]
+    encoding = tokenizer("Who am I?", context, return_offsets_mapping=True)
+    context_spans = [tuple(span) for span, sequence in zip(encoding["offset_mapping"], encoding.sequence_ids())
+                     if sequence == 1]
+    assert result["start"] in {start for start, _ in context_spans}
+    assert result["end"] in {end for _, end in context_spans}
