@@ -75,7 +75,7 @@ def test_generation_is_quiet(capsys):
     assert capsys.readouterr().out == ""
 
 
-def test_generation_past_capacity_is_refused_before_the_first_step():
+def test_generate_refuses_past_capacity_before_first_step():
     model = causal_model(axial_pos_shape=[4, 8])  # 32 positions
     calls = []
     model.register_forward_pre_hook(lambda module, args: calls.append(1))

@@ -121,7 +121,7 @@ def sentencepiece_folder(tmp_path_factory):
     return folder
 
 
-def test_fill_mask_and_question_answering_with_a_fast_sentencepiece_tokenizer(sentencepiece_folder, tmp_path):
+def test_fast_tokenizer_fill_mask_and_question_answering(sentencepiece_folder, tmp_path):
     tokenizer = AutoTokenizer.from_pretrained(sentencepiece_folder)
     assert tokenizer.is_fast and tokenizer.mask_token_id is not None
 
@@ -135,7 +135,8 @@ def test_fill_mask_and_question_answering_with_a_fast_sentencepiece_tokenizer(se
     context = "Call me Ishmael. Some years ago I went to sea."
     result = answer(question="Who am I?", context=context, max_answer_len=4)
     # The answer is a slice of the context at token boundaries that the offsets give.
-    assert context[result["start"]:result["end"]] == result["answer"] and result["answer"]
+    assert result["answer"]
+    assert context[result["start"]:result["end"]] == result["answer"]
     encoding = tokenizer("Who am I?", context, return_offsets_mapping=True)
     context_spans = [tuple(span) for span, sequence in zip(encoding["offset_mapping"], encoding.sequence_ids())
                      if sequence == 1]
