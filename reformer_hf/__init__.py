@@ -22,6 +22,13 @@ from .heads import (
 from .modeling import ReformerForCausalLM, ReformerModel, ReformerPreTrainedModel
 from .pipelines import ExtractiveQuestionAnsweringPipeline
 from .sentencepiece_training import train_sentencepiece_tokenizer
+from .task_data import (
+    DataCollatorForMaskedLM,
+    DataCollatorForSequenceClassification,
+    DataCollatorForTokenClassification,
+    group_into_sequences,
+    split_documents,
+)
 from .tokenization import ReformerByteTokenizer
 
 __version__ = "0.1.0"
@@ -42,6 +49,9 @@ AutoTokenizer.register(ReformerConfig, ReformerByteTokenizer, exist_ok=True)
 
 __all__ = [
     "ConversionError",
+    "DataCollatorForMaskedLM",
+    "DataCollatorForSequenceClassification",
+    "DataCollatorForTokenClassification",
     "ExtractiveQuestionAnsweringPipeline",
     "convert_from_transformers",
     "ReformerByteTokenizer",
@@ -54,5 +64,7 @@ __all__ = [
     "ReformerModel",
     "ReformerPreTrainedModel",
     "__version__",
+    "group_into_sequences",
+    "split_documents",
     "train_sentencepiece_tokenizer",
 ]
