@@ -22,13 +22,8 @@ from .heads import (
 from .modeling import ReformerForCausalLM, ReformerModel, ReformerPreTrainedModel
 from .pipelines import ExtractiveQuestionAnsweringPipeline
 from .sentencepiece_training import train_sentencepiece_tokenizer
-from .task_data import (
-    DataCollatorForMaskedLM,
-    DataCollatorForSequenceClassification,
-    DataCollatorForTokenClassification,
-    group_into_sequences,
-    split_documents,
-)
+from .collators import DataCollatorForMaskedLM, DataCollatorForSequenceClassification, DataCollatorForTokenClassification
+from .task_data import group_into_sequences, split_documents
 from .tokenization import ReformerByteTokenizer
 
 __version__ = "0.1.0"
