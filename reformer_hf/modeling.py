@@ -17,12 +17,15 @@ from huggingface_hub import HfApi
 from torch import nn
 from transformers import GenerationMixin, PreTrainedModel
 from transformers.modeling_outputs import BaseModelOutput, CausalLMOutput
+from transformers.utils import logging
 
 from .chunking import pad_to_multiple, padded_length
 from .configuration import ReformerConfig
 from .embeddings import AxialPositionEmbeddings, ReformerEmbeddings, axial_strides
 from .incremental import ReformerCache, prefill_layer, step_attention, transformers_prefill_stage
 from .model_card import write_model_card
+
+logger = logging.get_logger(__name__)
 from .reversible import ReformerStack
 
 
@@ -107,6 +110,30 @@ class ReformerPreTrainedModel(PreTrainedModel):
                 folder, repo_id, files_timestamps={}, commit_message=commit_message, token=token,
                 create_pr=create_pr, revision=revision, commit_description=commit_description,
             )
+
+    def activation_checkpointing_enable(self, activation_checkpointing_kwargs=None, every_n_layers: int = 1,
+                                        offload: bool = False) -> None:
+        """Log once and change nothing: reversible layers already recompute their activations.
+
+        ``TrainingArguments(gradient_checkpointing=True)`` (or ``activation_checkpointing=True``)
+        reaches this method; checkpointing on top of the reversible stack would only recompute
+        twice. With ``reversible=False`` the plain stack keeps its activations: switch
+        ``reversible`` on to save that memory.
+        """
+        if self.config.reversible:
+            logger.warning_once(
+                "Activation checkpointing is a no-op for reformer_hf: its reversible layers already recompute "
+                "activations in the backward pass, so memory does not grow with depth."
+            )
+        else:
+            logger.warning_once(
+                "Activation checkpointing is not implemented for reversible=False; the layers keep their "
+                "activations. Build the config with reversible=True to recompute them instead."
+            )
+
+    def gradient_checkpointing_enable(self, gradient_checkpointing_kwargs=None, **kwargs) -> None:
+        """Alias of ``activation_checkpointing_enable`` (transformers' older name)."""
+        self.activation_checkpointing_enable(gradient_checkpointing_kwargs, **kwargs)
 
     def _init_weights(self, module: nn.Module) -> None:
         super()._init_weights(module)

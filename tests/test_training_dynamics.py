@@ -1,0 +1,84 @@
+"""Training mechanics that must not change the numbers: accumulation, resumption, checkpointing."""
+
+import logging
+
+import pytest
+import torch
+from datasets import Dataset
+from transformers import Trainer, TrainingArguments
+
+from reformer_hf import ReformerConfig, ReformerForCausalLM
+
+
+def tiny_model(**overrides) -> ReformerForCausalLM:
+    settings = dict(
+        vocab_size=40, hidden_size=32, num_attention_heads=2, attention_head_size=16, feed_forward_size=48,
+        attention_layers=["local", "lsh"], lsh_chunk_length=8, local_chunk_length=8, num_buckets=4, num_hashes=2,
+        axial_pos_shape=[8, 8], axial_pos_embds_dim=[16, 16],
+    )
+    settings.update(overrides)
+    torch.manual_seed(0)
+    return ReformerForCausalLM(ReformerConfig(**settings))
+
+
+def token_dataset(rows: int = 24) -> Dataset:
+    ids = torch.randint(3, 40, (rows, 64), generator=torch.Generator().manual_seed(1)).tolist()
+    return Dataset.from_dict({"input_ids": ids, "labels": ids})
+
+
+def test_gradient_accumulation_matches_one_large_batch():
+    batch = torch.randint(3, 40, (4, 64), generator=torch.Generator().manual_seed(2))
+    accumulated, whole = tiny_model(hidden_dropout_prob=0.0), tiny_model(hidden_dropout_prob=0.0)
+    for micro_batch in batch.chunk(4):
+        torch.manual_seed(5)  # the same LSH rotations as the whole batch draws below
+        (accumulated(micro_batch, labels=micro_batch).loss / 4).backward()
+    torch.manual_seed(5)
+    whole(batch, labels=batch).loss.backward()
+    for (name, parameter), reference in zip(accumulated.named_parameters(), whole.parameters()):
+        torch.testing.assert_close(parameter.grad, reference.grad, atol=1e-6, rtol=1e-5, msg=name)
+
+
+def trainer(output_dir, max_steps: int) -> Trainer:
+    arguments = TrainingArguments(
+        output_dir=str(output_dir), max_steps=max_steps, per_device_train_batch_size=2, learning_rate=3e-3,
+        logging_steps=1, save_strategy="steps", save_steps=3, use_cpu=True, report_to="none", seed=7,
+        data_seed=7,
+    )
+    return Trainer(model=tiny_model(hidden_dropout_prob=0.1), args=arguments, train_dataset=token_dataset())
+
+
+def losses(run: Trainer) -> list[float]:
+    return [entry["loss"] for entry in run.state.log_history if "loss" in entry]
+
+
+def test_resuming_from_a_checkpoint_repeats_the_uninterrupted_losses(tmp_path):
+    straight = trainer(tmp_path / "run", 6)
+    straight.train()  # saves checkpoint-3 on the way
+    resumed = trainer(tmp_path / "resumed", 6)
+    resumed.train(resume_from_checkpoint=str(tmp_path / "run" / "checkpoint-3"))
+    assert len(losses(straight)) == 6
+    # Dropout masks and LSH rotations come from the random state that the checkpoint restores.
+    assert losses(resumed)[-3:] == losses(straight)[-3:]
+
+
+@pytest.mark.parametrize("reversible", [True, False])
+def test_activation_checkpointing_is_a_logged_no_op(reversible, tmp_path):
+    records = []
+    handler = logging.Handler()
+    handler.emit = records.append
+    logger = logging.getLogger("reformer_hf.modeling")
+    logger.addHandler(handler)
+    try:
+        arguments = TrainingArguments(output_dir=str(tmp_path), activation_checkpointing=True, max_steps=2,
+                                      per_device_train_batch_size=2, use_cpu=True, report_to="none",
+                                      save_strategy="no")
+        model = tiny_model(reversible=reversible)
+        run = Trainer(model=model, args=arguments, train_dataset=token_dataset(8))
+        run.train()
+        model.gradient_checkpointing_enable()
+    finally:
+        logger.removeHandler(handler)
+    messages = [record.getMessage() for record in records]
+    expected = "already recompute" if reversible else "not implemented for reversible=False"
+    assert len([m for m in messages if expected in m]) == 1, messages
+    assert all(torch.isfinite(torch.tensor(losses(run))))
