@@ -25,7 +25,7 @@ from transformers.modeling_outputs import (
 from transformers.utils import logging
 
 from .configuration import ReformerConfig
-from .modeling import ReformerModel, ReformerPreTrainedModel
+from .modeling import ReformerModel, ReformerPreTrainedModel, project_in_chunks
 
 logger = logging.get_logger(__name__)
 
@@ -62,6 +62,11 @@ def bidirectional_config(config: ReformerConfig, head: str) -> ReformerConfig:
         "local_num_chunks_after=%d.", head, config.lsh_num_chunks_after, config.local_num_chunks_after,
     )
     return config
+
+
+def classifier_dropout(config: ReformerConfig) -> float:
+    """Return the dropout of the classification heads: ``classifier_dropout``, else ``hidden_dropout_prob``."""
+    return config.hidden_dropout_prob if config.classifier_dropout is None else config.classifier_dropout
 
 
 def _to_tuple(loss: torch.Tensor | None, outputs: tuple, hidden_states: tuple | None) -> tuple:
@@ -135,7 +140,7 @@ class ReformerForMaskedLM(ReformerPreTrainedModel):
             **base_inputs, output_hidden_states=output_hidden_states, output_attentions=output_attentions,
             use_cache=False, return_dict=True,
         )
-        logits = self._project(outputs.last_hidden_state)
+        logits = project_in_chunks(self.lm_head, outputs.last_hidden_state, self.config.lm_head_chunk_size)
 
         loss = None
         if labels is not None:
@@ -148,16 +153,6 @@ class ReformerForMaskedLM(ReformerPreTrainedModel):
         if return_dict is False or (return_dict is None and not self.config.return_dict):
             return _to_tuple(loss, (logits,), outputs.hidden_states)
         return MaskedLMOutput(loss=loss, logits=logits, hidden_states=outputs.hidden_states)
-
-    def _project(self, hidden_states: torch.Tensor) -> torch.Tensor:
-        """Apply ``lm_head`` to ``config.lm_head_chunk_size`` positions at a time; 0 takes all at once."""
-        chunk_size = self.config.lm_head_chunk_size
-        if chunk_size == 0 or chunk_size >= hidden_states.shape[1]:
-            return self.lm_head(hidden_states)
-        # Each slice is a smaller matrix product, so the logits agree with the unchunked ones up to
-        # float rounding. NOTE: the concatenated logits still hold [b, n, vocab_size] values, so
-        # chunking bounds the size of one product, not the memory of the output.
-        return torch.cat([self.lm_head(part) for part in hidden_states.split(chunk_size, dim=1)], dim=1)
 
     def _validate_labels(self, labels: torch.Tensor, input_shape: list[int]) -> None:
         if list(labels.shape) != input_shape:
@@ -183,7 +178,7 @@ class ReformerClassificationHead(nn.Module):
     def __init__(self, config: ReformerConfig):
         super().__init__()
         self.dense = nn.Linear(2 * config.hidden_size, config.hidden_size)
-        dropout = config.classifier_dropout if config.classifier_dropout is not None else config.hidden_dropout_prob
+        dropout = classifier_dropout(config)
         self.dropout = nn.Dropout(dropout)
         self.out_proj = nn.Linear(config.hidden_size, config.num_labels)
 
@@ -373,7 +368,7 @@ class ReformerForTokenClassification(ReformerPreTrainedModel):
         super().__init__(config)
         self.num_labels = config.num_labels
         self.reformer = ReformerModel(config)
-        dropout = config.classifier_dropout if config.classifier_dropout is not None else config.hidden_dropout_prob
+        dropout = classifier_dropout(config)
         self.dropout = nn.Dropout(dropout)
         self.classifier = nn.Linear(2 * config.hidden_size, config.num_labels)
         self.post_init()

@@ -94,7 +94,7 @@ class ReformerCache:
 
 
 def _like_transformers(attention) -> bool:
-    """Whether an LSH layer follows transformers' cached generation (wrapped chunk windows)."""
+    """Return whether an LSH layer follows transformers' cached generation (wrapped chunk windows)."""
     return attention.wraps and not attention.strictly_causal
 
 
@@ -128,11 +128,22 @@ def prefill_layer(attention, normalized: torch.Tensor, buckets: torch.Tensor | N
     return LayerCache(heads(attention.key(normalized), h), heads(attention.value(normalized), h))
 
 
+def transformers_padded_length(config, length: int) -> int:
+    """Return the length transformers' Reformer pads an input of ``length`` tokens to.
+
+    It pads only an input longer than the shortest chunk length, to a multiple of every chunk length.
+    """
+    chunk_lengths = [config.lsh_chunk_length] if "lsh" in config.attention_layers else []
+    if "local" in config.attention_layers:
+        chunk_lengths.append(config.local_chunk_length)
+    if length <= min(chunk_lengths):
+        return length
+    return padded_length(length, math.lcm(*chunk_lengths))
+
+
 def transformers_prefill_stage(config, prompt_length: int, has_padding: bool) -> dict:
-    """How transformers' Reformer would have run its LSH layers over a prompt of ``prompt_length``."""
-    chunk_lengths = [config.lsh_chunk_length] + ([config.local_chunk_length] if "local" in config.attention_layers else [])
-    multiple = math.lcm(*chunk_lengths)
-    padded = prompt_length if prompt_length <= min(chunk_lengths) else padded_length(prompt_length, multiple)
+    """Describe how transformers' Reformer runs its LSH layers over a prompt of ``prompt_length``."""
+    padded = transformers_padded_length(config, prompt_length)
     return {"hashed": padded > config.lsh_chunk_length, "padded": has_padding or padded > prompt_length}
 
 

@@ -19,10 +19,16 @@ from transformers import GenerationMixin, PreTrainedModel
 from transformers.modeling_outputs import BaseModelOutput, CausalLMOutput
 from transformers.utils import logging
 
-from .chunking import pad_to_multiple, padded_length
+from .chunking import pad_to_multiple
 from .configuration import ReformerConfig
 from .embeddings import AxialPositionEmbeddings, ReformerEmbeddings, axial_strides
-from .incremental import ReformerCache, prefill_layer, step_attention, transformers_prefill_stage
+from .incremental import (
+    ReformerCache,
+    prefill_layer,
+    step_attention,
+    transformers_padded_length,
+    transformers_prefill_stage,
+)
 from .model_card import write_model_card
 
 logger = logging.get_logger(__name__)
@@ -178,19 +184,15 @@ class ReformerModel(ReformerPreTrainedModel):
         return multiple
 
     def _fits_one_lsh_chunk(self, length: int) -> bool:
-        """Whether transformers' Reformer would run LSH layers on ``length`` tokens as one chunk.
+        """Return whether transformers' Reformer runs LSH layers on ``length`` tokens as one chunk.
 
-        It pads an input longer than the shortest chunk length to a multiple of every chunk
-        length, and attends without hashing when the result is at most one LSH chunk long.
+        After its padding (``transformers_padded_length``) it attends without hashing when the
+        input is at most one LSH chunk long.
         """
         config = self.config
         if "lsh" not in config.attention_layers:
             return False
-        chunk_lengths = [config.lsh_chunk_length] + (
-            [config.local_chunk_length] if "local" in config.attention_layers else []
-        )
-        padded = length if length <= min(chunk_lengths) else padded_length(length, self.length_multiple)
-        return padded <= config.lsh_chunk_length
+        return transformers_padded_length(config, length) <= config.lsh_chunk_length
 
     def forward(
         self,
