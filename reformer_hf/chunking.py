@@ -123,8 +123,9 @@ def attend(
         logits = torch.where(logit_bias == 0, logits, logit_bias)
     else:
         # Masked keys get exactly MASK_VALUE rather than logit + MASK_VALUE. The forward pass is the
-        # same, but a query whose keys are all masked then passes no gradient to its logits:
-        # float32 rounds logit + MASK_VALUE to MASK_VALUE, so the outputs never depended on them.
+        # same, but a query whose keys are all masked then passes no gradient to its logits, because
+        # float32 rounds logit + MASK_VALUE to MASK_VALUE and so the outputs never depended on them.
+        # NOTE: such a query (padding only) gets the average of its window's values, not zeros.
         logits = torch.where(logit_bias <= MASK_VALUE / 2, MASK_VALUE, logits + logit_bias)
     logsumexp = torch.logsumexp(logits, dim=-1, keepdim=True)
     probs = dropout(torch.exp(logits - logsumexp))

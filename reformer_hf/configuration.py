@@ -68,8 +68,8 @@ class ReformerConfig(PretrainedConfig):
         local_num_chunks_before: Number of earlier chunks each local chunk attends to.
         local_num_chunks_after: Number of later chunks each local chunk attends to. Must be 0 when
             ``is_decoder`` is true.
-        chunk_window_wraps: Let chunk windows wrap around, as transformers' Reformer does: the first
-            chunk looks back to the last one, and LSH chunks run over all hash rounds laid end to
+        chunk_window_wraps: Let chunk windows wrap around, as transformers' Reformer does. The
+            first chunk looks back to the last one. LSH chunks run over all hash rounds laid end to
             end, so the first chunk of a round looks back to the last chunk of the round before.
             Off by default, because in bidirectional attention it lets the end of a sequence, or
             its padding, reach the first tokens. Converted transformers checkpoints switch it on.

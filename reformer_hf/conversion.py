@@ -274,7 +274,7 @@ def _map_positions(fields: dict, mapped: dict) -> None:
         declared = fields.get("max_position_embeddings", capacity)
         if declared != capacity:
             logger.warning(
-                "max_position_embeddings is %s but axial_pos_shape %s holds %s positions; the converted model "
+                "max_position_embeddings is %s but axial_pos_shape %s contains %s positions, so the converted model "
                 "embeds %s positions, the axial capacity. transformers' Reformer accepted at most %s.",
                 declared, shape, capacity, capacity, min(declared, capacity),
             )
@@ -333,10 +333,10 @@ def load_transformers_checkpoint(directory: str | Path) -> tuple[dict, dict[str,
     """
     directory = Path(directory)
     if not directory.is_dir():
-        raise FileNotFoundError(f"{directory} is not a directory. Pass the folder that holds config.json.")
+        raise FileNotFoundError(f"{directory} is not a directory. Pass the folder that contains config.json.")
     config_path = directory / "config.json"
     if not config_path.is_file():
-        raise FileNotFoundError(f"{config_path} does not exist: a transformers checkpoint folder holds config.json.")
+        raise FileNotFoundError(f"{config_path} not found: a transformers checkpoint folder contains config.json.")
     try:
         fields = json.loads(config_path.read_text())
     except json.JSONDecodeError as error:
@@ -344,7 +344,7 @@ def load_transformers_checkpoint(directory: str | Path) -> tuple[dict, dict[str,
     present = [name for name in WEIGHT_FILES if (directory / name).is_file()]
     if not present:
         raise FileNotFoundError(
-            f"{directory} holds no weights: expected one of {', '.join(WEIGHT_FILES)}."
+            f"No weights found in {directory}: expected one of {', '.join(WEIGHT_FILES)}."
         )
     weights_name = present[0]
     if weights_name.endswith(".index.json"):

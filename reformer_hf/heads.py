@@ -193,8 +193,8 @@ class ReformerClassificationHead(nn.Module):
 class ReformerForSequenceClassification(ReformerPreTrainedModel):
     """Reformer with a classification or regression head on one pooled vector per row.
 
-    ``config.classifier_pooling`` picks the vector: ``"mean"`` (the default) averages the final
-    hidden states of the real tokens, which suits long documents; ``"first"`` takes the first real
+    ``config.classifier_pooling`` picks the vector. ``"mean"`` (the default) averages the final
+    hidden states of the real tokens, which suits long documents. ``"first"`` takes the first real
     token's, as transformers' Reformer does (position 0 there). Either way padding does not change
     the logits. Attends in both directions (``bidirectional_config``).
 

@@ -14,10 +14,10 @@ What a step attends to, per attention kind:
 - LSH with chunk windows (``lsh_strictly_causal=False``): the tokens so far are sorted by bucket and
   the query attends to its chunk window in that order. In a full forward pass later tokens shift
   the chunks too, so the two can differ; this is why strictly causal is the default.
-- LSH under ``chunk_window_wraps`` (converted transformers checkpoints): as transformers' Reformer
-  does in cached generation, the window wraps around the sorted tokens so far, a token counts as
-  often as the window covers it, and an LSH layer attends fully until the tokens so far first fill a
-  chunk, whereupon it hashes them all.
+- LSH under ``chunk_window_wraps`` (converted transformers checkpoints) follows transformers'
+  cached generation. The window wraps around the sorted tokens so far, and a token counts as often
+  as the window covers it. An LSH layer attends fully until the tokens so far first fill a chunk,
+  after that it hashes them all.
 
 Shape legend: b batch, h heads, L cached tokens including the new one, d head size, r hash rounds.
 """

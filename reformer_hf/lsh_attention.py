@@ -132,7 +132,7 @@ def combine_hash_rounds(outputs: torch.Tensor, logsumexp: torch.Tensor, transfor
 
     With ``transformers_rounding`` the weights are computed literally by that formula, as
     transformers' Reformer does. At log-sum-exps near the self-mask value -1e5 float32 keeps only
-    about two decimals, so the weights of a query that sees only itself then sum to 1 +- 0.4%.
+    about two decimals, so the weights of a query that can attend only to itself sum to 1 +- 0.4%.
     """
     if transformers_rounding:
         weights = torch.exp(logsumexp - torch.logsumexp(logsumexp, dim=2, keepdim=True)).unsqueeze(-1)

@@ -325,12 +325,13 @@ class ReformerModel(ReformerPreTrainedModel):
             )
         if (input_ids is None) == (inputs_embeds is None):
             raise ValueError("Pass exactly one of input_ids and inputs_embeds with a cache.")
+
         new = input_ids if input_ids is not None else inputs_embeds
         batch_size, count = new.shape[:2]
         cached = cache.get_seq_length()
         if batch_size != cache.key_valid.shape[0]:
             raise ValueError(
-                f"The cache holds {cache.key_valid.shape[0]} rows but the input has {batch_size}. Continue each "
+                f"The cache contains {cache.key_valid.shape[0]} rows but the input has {batch_size}. Continue each "
                 f"cache with the rows it was built from."
             )
         if input_ids is not None:
@@ -343,12 +344,14 @@ class ReformerModel(ReformerPreTrainedModel):
                 )
             if not bool(attention_mask[:, cached:].bool().all()):
                 raise ValueError("Tokens added to a cache must be real: attention_mask must be 1 at the new tokens.")
+
         requested = num_hashes or self.config.num_hashes
         if requested != cache.num_hashes:
             raise ValueError(
                 f"The cache was built with num_hashes={cache.num_hashes}, but this call asks for {requested}. "
                 f"Keep num_hashes the same for the whole generation."
             )
+
         capacity = self.config.max_position_embeddings
         outputs = []
         for index in range(count):
@@ -360,6 +363,7 @@ class ReformerModel(ReformerPreTrainedModel):
                 )
             cache.key_valid = torch.cat([cache.key_valid, cache.key_valid.new_ones(batch_size, 1)], dim=1)
             cache.positions = torch.cat([cache.positions, positions[:, None]], dim=1)
+
             token = slice(index, index + 1)
             x1 = x2 = self.embeddings(
                 positions[:, None],
@@ -375,6 +379,7 @@ class ReformerModel(ReformerPreTrainedModel):
                 x1 = x1 + block.dropout(block.output(attended))
                 x2 = x2 + layer.feed_forward(x1)
             outputs.append(self.dropout(self.layer_norm(torch.cat([x1, x2], dim=-1))))
+
         hidden_states = torch.cat(outputs, dim=1)
         if return_dict is False:
             return (hidden_states, cache)

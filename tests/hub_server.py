@@ -15,7 +15,7 @@ any connection to a host other than loopback, and ``block_imports`` hides a pack
 
 Only the standard library is imported, so a step can import this module before anything else.
 
-NOTE: preupload answers "regular" for every file, so file contents travel base64-encoded inside the
+NOTE: preupload returns "regular" for every file, so file contents travel base64-encoded inside the
 commit and the Git LFS batch and Xet upload paths of huggingface_hub are never exercised. README
 metadata is accepted without validation. Pull requests, tags and pagination are not implemented.
 """

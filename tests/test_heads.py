@@ -105,7 +105,8 @@ def test_encoder_heads_switch_a_causal_config_to_bidirectional(tiny_config, head
     assert model.config.is_decoder is False
     assert (model.config.lsh_num_chunks_after, model.config.local_num_chunks_after) == (1, 1)
     # The caller's config is left as it was.
-    assert config.is_decoder is True and config.lsh_num_chunks_after == 0
+    assert config.is_decoder is True
+    assert config.lsh_num_chunks_after == 0
     # A bidirectional config keeps its own look-ahead.
     kept = getattr(reformer_hf, head)(tiny_config(is_decoder=False, lsh_num_chunks_after=2))
     assert (kept.config.lsh_num_chunks_after, kept.config.local_num_chunks_after) == (2, 0)

@@ -89,7 +89,7 @@ def test_bad_cache_continuations_are_refused():
         cache = model(input_ids, use_cache=True).cache
         with pytest.raises(ValueError, match="The cache was built with num_hashes=1, but this call asks for 2"):
             model(input_ids[:, :1], cache=cache, num_hashes=2)
-        with pytest.raises(ValueError, match="The cache holds 2 rows but the input has 1"):
+        with pytest.raises(ValueError, match="The cache contains 2 rows but the input has 1"):
             model(input_ids[:1, :1], cache=cache)
         with pytest.raises(ValueError, match=r"attention_mask must have shape \[2, 17\]"):
             model(input_ids[:, :1], cache=cache, attention_mask=torch.ones(2, 16))

@@ -52,7 +52,7 @@ def test_card_reports_run_information(tiny_config):
     assert "- Byte level only." in card
 
 
-def test_save_pretrained_keeps_a_card_written_by_someone_else(tiny_config, tmp_path):
+def test_save_pretrained_keeps_foreign_card(tiny_config, tmp_path):
     model = reformer_hf.ReformerForCausalLM(tiny_config())
     (tmp_path / "README.md").write_text("# My own card\n")
     model.save_pretrained(tmp_path)

@@ -1,9 +1,9 @@
 """Numerical parity with transformers' own Reformer.
 
-Each case builds a small transformers Reformer from random weights, converts it with
-``convert_from_transformers`` and checks that both compute the same numbers: logits and last hidden
-states in evaluation and training mode, the loss and every parameter gradient, and the tokens of
-greedy cached generation. transformers' implementation was written independently of ours, so these
+Each case builds a small transformers Reformer from random weights and converts it with
+``convert_from_transformers``. Both must then compute the same logits and last hidden states in
+evaluation and training mode, the same loss and parameter gradients, and the same tokens in greedy
+cached generation. transformers' implementation was written independently of ours, so these
 tests check our LSH and local attention, the reversible layers and the conversion at once.
 """
 
@@ -155,8 +155,8 @@ def test_transformers_cache_semantics_are_reproduced_not_recomputed():
 
 
 def test_our_defaults_differ_from_transformers_where_documented():
-    # With chunk_window_wraps off, the first chunk of a bidirectional model no longer sees the
-    # sequence's last chunk, so its outputs change. The other chunks never wrap and stay equal.
+    # With chunk_window_wraps off, the first chunk of a bidirectional model no longer attends to the
+    # sequence's last chunk, so its outputs change. The other chunks do not wrap and stay equal.
     original, converted = build_pair("local-only-bidirectional")
     original.eval()
     converted.eval()

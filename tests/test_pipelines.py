@@ -134,7 +134,7 @@ def test_fast_tokenizer_fill_mask_and_question_answering(sentencepiece_folder, t
     answer = pipeline("question-answering", model=saved(qa_model, tokenizer, tmp_path / "qa"))
     context = "Call me Ishmael. Some years ago I went to sea."
     result = answer(question="Who am I?", context=context, max_answer_len=4)
-    # The answer is a slice of the context at token boundaries that the offsets give.
+    # The answer must be a slice of the context that starts and ends at token offsets.
     assert result["answer"]
     assert context[result["start"]:result["end"]] == result["answer"]
     encoding = tokenizer("Who am I?", context, return_offsets_mapping=True)
