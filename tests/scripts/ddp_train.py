@@ -2,14 +2,15 @@
 
 Usage: ddp_train.py OUTPUT_DIR MODE, where MODE is "accelerate", "accelerate-unused",
 "accelerate-static" or "trainer". Each process saves its final parameters to
-OUTPUT_DIR/state_{world_size}_{rank}.pt. tests/test_distributed.py launches it.
+OUTPUT_DIR/state_{world_size}_{rank}.pt. tests/test_distributed.py launches it, alone or under
+``accelerate launch`` or ``torch.distributed.run``.
 """
 
 import sys
 from pathlib import Path
 
 import torch
-from accelerate import Accelerator
+from accelerate import Accelerator, PartialState
 from accelerate.utils import DistributedDataParallelKwargs
 from datasets import Dataset
 from transformers import Trainer, TrainingArguments, set_seed
@@ -64,10 +65,13 @@ def run_trainer(output_dir: Path) -> None:
     model = build_model()
     rows = batches().reshape(-1, LENGTH)
     dataset = Dataset.from_dict({"input_ids": rows.tolist(), "labels": rows.tolist()})
+    # The Trainer gives each rank its own batches of the shuffled order, so with GLOBAL_BATCH
+    # split over the ranks every optimizer step sees the rows a single process would see.
+    world = PartialState(cpu=True).num_processes
     arguments = TrainingArguments(
-        output_dir=str(output_dir / "trainer"), per_device_train_batch_size=2, max_steps=STEPS, learning_rate=1e-2,
+        output_dir=str(output_dir / "trainer"), per_device_train_batch_size=GLOBAL_BATCH // world, max_steps=STEPS, learning_rate=1e-2,
         use_cpu=True, report_to="none", save_strategy="no", logging_steps=1, seed=0, dataloader_drop_last=True,
-        ddp_backend="gloo",
+        ddp_backend="gloo" if world > 1 else None,
     )
     trainer = Trainer(model=model, args=arguments, train_dataset=dataset)
     trainer.train()
