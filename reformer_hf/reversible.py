@@ -15,6 +15,13 @@ All parameters are explicit inputs of the autograd function. Their gradients are
 autograd instead of being accumulated by hand. So the parameters get gradients even when the input
 embeddings do not require any, and parameter gradient hooks, which DistributedDataParallel uses,
 fire once per backward pass.
+
+Layers sharded with FSDP2's ``fully_shard`` are the exception. FSDP gathers a layer's parameters
+in hooks around the layer's own call and reduces their gradients in hooks of the backward pass
+through that call, so such a layer is always called as a whole: in the forward pass without
+gradients, and in the backward pass once more with gradients after its inputs have been rebuilt.
+That costs one extra forward pass per sharded layer. Its parameters are then left out of the
+function's inputs, and FSDP stores their sharded gradients itself.
 """
 
 import contextlib
@@ -22,6 +29,11 @@ from dataclasses import dataclass
 
 import torch
 from torch import nn
+
+try:
+    from torch.distributed.fsdp import FSDPModule
+except ImportError:  # torch built without distributed support
+    FSDPModule = None
 
 from .configuration import ReformerConfig
 from .feed_forward import ChunkedFeedForward
@@ -73,10 +85,22 @@ class ReformerLayer(nn.Module):
         key_padding_mask: torch.Tensor,
         num_hashes: int | None = None,
         record: list | None = None,
+        replay: "_LayerRecord | None" = None,
     ) -> tuple[torch.Tensor, torch.Tensor]:
-        """Run the layer with ordinary autograd, storing activations: the irreversible path."""
-        attention_outputs, _ = self.attention(x2, key_padding_mask, num_hashes=num_hashes, record=record)
+        """Run the layer with ordinary autograd, storing activations: the irreversible path.
+
+        ``replay`` is used by the reversible stack for FSDP-sharded layers. Its buckets, when
+        set, are reused instead of hashing; otherwise they and the random state before the
+        feed-forward block are stored in it.
+        """
+        buckets = None if replay is None else replay.buckets
+        attention_outputs, buckets = self.attention(
+            x2, key_padding_mask, num_hashes=num_hashes, buckets=buckets, record=record
+        )
         y1 = x1 + attention_outputs
+        if replay is not None and replay.feed_forward_rng is None:
+            replay.buckets = buckets
+            replay.feed_forward_rng = _RngState.capture(y1.device)
         y2 = x2 + self.feed_forward(y1)
         return y1, y2
 
@@ -108,8 +132,13 @@ class _RngState:
 @dataclass
 class _LayerRecord:
     attention_rng: _RngState
-    feed_forward_rng: _RngState
+    feed_forward_rng: _RngState | None
     buckets: torch.Tensor | None
+
+
+def is_sharded(layer: nn.Module) -> bool:
+    """Whether FSDP2's ``fully_shard`` was applied to ``layer`` itself."""
+    return FSDPModule is not None and isinstance(layer, FSDPModule)
 
 
 def _autocast(state: tuple[str, torch.dtype, bool]) -> torch.autocast:
@@ -126,11 +155,16 @@ class _ReversibleStackFunction(torch.autograd.Function):
         with torch.no_grad():
             for layer in layers:
                 attention_rng = _RngState.capture(x2.device)
-                attention_outputs, buckets = layer.attention(x2, key_padding_mask, num_hashes=num_hashes)
-                y1 = x1 + attention_outputs
-                feed_forward_rng = _RngState.capture(x2.device)
-                y2 = x2 + layer.feed_forward(y1)
-                records.append(_LayerRecord(attention_rng, feed_forward_rng, buckets))
+                if is_sharded(layer):
+                    record = _LayerRecord(attention_rng, None, None)
+                    y1, y2 = layer(x1, x2, key_padding_mask, num_hashes=num_hashes, replay=record)
+                    records.append(record)
+                else:
+                    attention_outputs, buckets = layer.attention(x2, key_padding_mask, num_hashes=num_hashes)
+                    y1 = x1 + attention_outputs
+                    feed_forward_rng = _RngState.capture(x2.device)
+                    y2 = x2 + layer.feed_forward(y1)
+                    records.append(_LayerRecord(attention_rng, feed_forward_rng, buckets))
                 if hidden_states_out is not None:
                     hidden_states_out.append(torch.cat([y1, y2], dim=-1))
                 x1, x2 = y1, y2
@@ -159,6 +193,9 @@ class _ReversibleStackFunction(torch.autograd.Function):
                 param_grads[index] = grad if param_grads[index] is None else param_grads[index] + grad
 
         for layer, record in zip(reversed(ctx.layers), reversed(ctx.records)):
+            if is_sharded(layer):
+                y1, y2, dy1, dy2 = _sharded_layer_backward(ctx, layer, record, y1, y2, dy1, dy2)
+                continue
             # Feed-forward block, one slice of positions at a time: x2 = y2 - g(y1).
             feed_forward_params = [p for p in layer.feed_forward.parameters() if p.requires_grad]
             feed_forward_outputs, dy1_from_g = [], []
@@ -191,6 +228,28 @@ class _ReversibleStackFunction(torch.autograd.Function):
         return (dy1, dy2, None, None, None, None, *param_grads)
 
 
+def _sharded_layer_backward(ctx, layer, record, y1, y2, dy1, dy2):
+    """Rebuild an FSDP-sharded layer's inputs, then backpropagate through a call of the whole layer.
+
+    The call runs FSDP's hooks: they gather the parameters again for the backward pass and
+    reduce-scatter their gradients into the sharded ``.grad``. Returns the inputs and their
+    gradients.
+    """
+    key_padding_mask = ctx.saved_tensors[2]
+    layer.unshard()
+    with torch.no_grad(), _autocast(ctx.autocast):
+        with record.feed_forward_rng.replay():
+            x2 = y2 - layer.feed_forward(y1)
+        with record.attention_rng.replay():
+            attention_outputs, _ = layer.attention(x2, key_padding_mask, num_hashes=ctx.num_hashes, buckets=record.buckets)
+            x1 = y1 - attention_outputs
+    x1_leaf, x2_leaf = x1.detach().requires_grad_(True), x2.detach().requires_grad_(True)
+    with record.attention_rng.replay(), torch.enable_grad(), _autocast(ctx.autocast):
+        y1_again, y2_again = layer(x1_leaf, x2_leaf, key_padding_mask, num_hashes=ctx.num_hashes, replay=record)
+    torch.autograd.backward((y1_again, y2_again), (dy1, dy2))
+    return x1, x2, x1_leaf.grad, x2_leaf.grad
+
+
 class ReformerStack(nn.Module):
     """The layers of the model, run reversibly or with ordinary autograd as ``config.reversible`` selects."""
 
@@ -219,7 +278,10 @@ class ReformerStack(nn.Module):
             hidden_states.requires_grad or any(p.requires_grad for p in self.parameters())
         )
         if self.reversible and needs_grad:
-            params = [p for p in self.parameters() if p.requires_grad]
+            # FSDP reduces the gradients of a sharded layer's parameters itself (see the module docstring).
+            params = [
+                p for layer in self.layers if not is_sharded(layer) for p in layer.parameters() if p.requires_grad
+            ]
             y1, y2 = _ReversibleStackFunction.apply(
                 x1, x2, key_padding_mask, self.layers, num_hashes, hidden_states_out, *params
             )

@@ -123,3 +123,27 @@ def test_trainer_two_ranks_match_single_process(launcher, single_process_trainer
     assert changed > 0.9 * len(rank0), "training left most parameters unchanged"
     for name, tensor in rank0.items():
         torch.testing.assert_close(tensor, single_process_trainer[name], atol=2e-5, rtol=0, msg=name)
+
+
+@pytest.mark.parametrize("mode", ["fsdp-model", "fsdp-layers"])
+def test_fsdp_two_ranks_match_single_process(mode, single_process, tmp_path):
+    # FSDP2's fully_shard on CPU with gloo, on the whole model or on every ReformerLayer as well.
+    # Sharded layers are called whole inside the reversible stack so that FSDP's hooks gather
+    # their parameters and reduce their gradients.
+    launch_two_ranks(mode, tmp_path)
+    rank0 = assert_ranks_equal(tmp_path)
+    assert rank0.keys() == single_process.keys()
+    for name, tensor in rank0.items():
+        torch.testing.assert_close(tensor, single_process[name], atol=2e-5, rtol=0, msg=name)
+
+
+def test_fsdp_layers_match_ddp_with_dropout(tmp_path):
+    # With dropout on, only runs that split the batch alike can agree: the sharded layers must
+    # replay the same dropout masks in the backward pass as the unsharded reversible stack.
+    (tmp_path / "ddp").mkdir()
+    (tmp_path / "fsdp").mkdir()
+    launch_two_ranks("accelerate+dropout", tmp_path / "ddp")
+    launch_two_ranks("fsdp-layers+dropout", tmp_path / "fsdp")
+    ddp, fsdp = load(tmp_path / "ddp", 2, 0), load(tmp_path / "fsdp", 2, 0)
+    for name, tensor in fsdp.items():
+        torch.testing.assert_close(tensor, ddp[name], atol=2e-5, rtol=0, msg=name)
