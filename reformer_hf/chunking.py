@@ -112,7 +112,8 @@ def attend(
         dropout: Dropout applied to the attention probabilities.
         replace_masked: Replace masked logits by their mask value instead of adding it, as
             transformers' Reformer does. Then a query that can attend only to itself gets a
-            log-sum-exp of exactly ``SELF_MASK_VALUE``.
+            log-sum-exp of exactly ``SELF_MASK_VALUE``, and a query whose keys are all masked
+            gets the average of their values. Otherwise such a query gets zeros.
 
     Returns:
         The outputs ``[..., w, d]`` in the dtype of ``values``, and the float32 log-sum-exp of each
@@ -122,12 +123,16 @@ def attend(
     if replace_masked:
         logits = torch.where(logit_bias == 0, logits, logit_bias)
     else:
-        # Masked keys get exactly MASK_VALUE rather than logit + MASK_VALUE. The forward pass is the
-        # same, but a query whose keys are all masked then passes no gradient to its logits, because
-        # float32 rounds logit + MASK_VALUE to MASK_VALUE and so the outputs never depended on them.
-        # NOTE: such a query (padding only) gets the average of its window's values, not zeros.
-        logits = torch.where(logit_bias <= MASK_VALUE / 2, MASK_VALUE, logits + logit_bias)
+        # Masked keys get exactly MASK_VALUE rather than logit + MASK_VALUE: float32 rounds the sum to
+        # MASK_VALUE anyway, and this way no gradient reaches logits the outputs never depended on.
+        masked = logit_bias <= MASK_VALUE / 2
+        logits = torch.where(masked, MASK_VALUE, logits + logit_bias)
     logsumexp = torch.logsumexp(logits, dim=-1, keepdim=True)
-    probs = dropout(torch.exp(logits - logsumexp))
+    probs = torch.exp(logits - logsumexp)
+    if not replace_masked:
+        # A query whose keys are all masked (a padded position) gets zeros rather than the average
+        # of its window's values. transformers' Reformer returns that average, hence replace_masked.
+        probs = probs.masked_fill(masked.all(dim=-1, keepdim=True), 0.0)
+    probs = dropout(probs)
     outputs = torch.matmul(probs.to(values.dtype), values)
     return outputs, logsumexp.squeeze(-1)

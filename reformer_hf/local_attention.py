@@ -32,6 +32,7 @@ class LocalSelfAttention(nn.Module):
         self.num_chunks_after = config.local_num_chunks_after
         self.is_decoder = config.is_decoder
         self.wraps = config.chunk_window_wraps
+        self.transformers_rounding = config.lsh_transformers_rounding
 
         all_head_size = self.num_heads * self.head_size
         self.query = nn.Linear(config.hidden_size, all_head_size, bias=False)
@@ -85,7 +86,9 @@ class LocalSelfAttention(nn.Module):
         logit_bias = torch.zeros(allowed.shape, dtype=torch.float32, device=hidden_states.device)
         logit_bias = logit_bias.masked_fill(~allowed, MASK_VALUE)
 
-        outputs, _ = attend(query, keys, values, logit_bias, self.dropout)  # [b, h, c, w, d]
+        outputs, _ = attend(
+            query, keys, values, logit_bias, self.dropout, replace_masked=self.transformers_rounding
+        )  # [b, h, c, w, d]
         return outputs.reshape(b, h, n, d).transpose(1, 2).reshape(b, n, h * d), None
 
 

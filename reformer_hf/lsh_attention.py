@@ -307,8 +307,12 @@ class LSHSelfAttention(nn.Module):
         logit_bias = torch.zeros(allowed.shape, dtype=torch.float32, device=query.device)
         logit_bias = logit_bias.masked_fill(~allowed, MASK_VALUE)
         # Under shared QK a query's key is its own direction, so its own logit is nearly always the
-        # largest. It is kept only as a fallback for a query with nothing else to attend to.
+        # largest. It is kept only as a fallback for a query with nothing else to attend to. A padded
+        # query has no such fallback and gets zeros, except under transformers' rounding, where it
+        # falls back on itself as in transformers.
         is_self = key_positions.unsqueeze(-2) == query_positions.unsqueeze(-1)
+        if not self.transformers_rounding:
+            is_self = is_self & key_valid.unsqueeze(-2)
         logit_bias = logit_bias.masked_fill(is_self, SELF_MASK_VALUE)
         if self.duplicate_correction and sorted_idx.shape[2] > 1:
             counts = count_shared_windows(

@@ -64,13 +64,18 @@ def allowed_keys(key_padding_mask: torch.Tensor, causal: bool) -> torch.Tensor:
 
 
 def full_shared_qk_attention(attention, hidden_states, key_padding_mask, causal):
-    """Attend over every key of the sequence, with masked keys at -1e9 and the own key at -1e5."""
+    """Attend over every key of the sequence, with masked keys at -1e9 and the own key at -1e5.
+
+    A padded query has no own key to fall back on; with every key masked it gets zeros.
+    """
     shared, values = project_heads(attention, hidden_states)
     n = shared.shape[2]
     allowed = allowed_keys(key_padding_mask, causal)
+    own = torch.eye(n, dtype=torch.bool) & key_padding_mask[:, None, :, None]
     bias = torch.zeros(allowed.shape).masked_fill(~allowed, MASK_VALUE)
-    bias = bias.masked_fill(torch.eye(n, dtype=torch.bool), SELF_MASK_VALUE)
+    bias = bias.masked_fill(own, SELF_MASK_VALUE)
     probs = torch.softmax(shared_qk_logits(shared) + bias, dim=-1)
+    probs = probs.masked_fill(~(allowed | own).any(dim=-1, keepdim=True), 0.0)
     return merge_heads(probs @ values)
 
 
@@ -125,11 +130,14 @@ def attend_found_keys(attention, hidden_states, key_padding_mask, counts, count_
 
     plain_logits = shared_qk_logits(shared)
     logits = plain_logits.masked_fill(~allowed_keys(key_padding_mask, attention.is_decoder), float("-inf"))
-    # The own key is never masked, only pushed down, so a query with nothing else attends to itself.
+    # A real query's own key is never masked, only pushed down, so a query with nothing else
+    # attends to itself. A padded query has no own key and, with nothing to attend to, gets zeros.
     own_logits = plain_logits.diagonal(dim1=-2, dim2=-1) + SELF_MASK_VALUE
+    own_logits = own_logits.masked_fill(~key_padding_mask[:, None, :], float("-inf"))
     logits = logits.diagonal_scatter(own_logits, dim1=-2, dim2=-1)
     logits = logits + multiplicity.float().log()  # log 0 = -inf drops keys that no round finds
-    return merge_heads(torch.softmax(logits, dim=-1) @ values)
+    probs = torch.softmax(logits, dim=-1).nan_to_num(nan=0.0)  # a row of -inf gives NaN
+    return merge_heads(probs @ values)
 
 
 def brute_force_lsh(attention, hidden_states, key_padding_mask, buckets, count_each_key_once):

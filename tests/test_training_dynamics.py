@@ -111,3 +111,33 @@ def test_autocast_training_tracks_float32(dtype):
     # Logits and masks stay in float32 inside attention, so mask values are safe in either dtype.
     reference, reduced = losses_under(None), losses_under(dtype)
     assert all(abs(a - b) <= 0.02 for a, b in zip(reference, reduced)), (reference, reduced)
+
+
+@pytest.mark.parametrize("dtype", [None, torch.bfloat16, torch.float16])
+@pytest.mark.parametrize("kind", ["local", "lsh", "full"])
+def test_padded_positions_get_zeros_from_attention(kind, dtype):
+    # Row 1 has 20 pads, whose windows still hold real keys, and row 2 is padding only: every
+    # query there has all its keys masked. Attention must give those queries exact zeros, in
+    # every dtype, never NaN.
+    model = tiny_model(hidden_dropout_prob=0.0, attention_layers=[kind, kind])
+    input_ids = torch.randint(3, 40, (3, 64), generator=torch.Generator().manual_seed(4))
+    attention_mask = torch.ones(3, 64, dtype=torch.long)
+    attention_mask[1, 44:] = 0
+    attention_mask[2] = 0
+    captured = []
+    for layer in model.reformer.encoder.layers:
+        layer.attention.self_attention.register_forward_hook(
+            lambda module, args, outputs: captured.append((outputs[0], args[1]))
+        )
+    with torch.autocast("cpu", dtype=dtype or torch.bfloat16, enabled=dtype is not None):
+        outputs = model(input_ids, attention_mask=attention_mask, labels=input_ids.masked_fill(attention_mask == 0, -100))
+    outputs.loss.backward()
+    assert torch.isfinite(outputs.logits).all()
+    assert all(torch.isfinite(p.grad).all() for p in model.parameters() if p.grad is not None)
+    assert len(captured) == 4  # two layers, run forward and again in the reversible backward pass
+    for attention_outputs, key_padding_mask in captured:
+        assert torch.isfinite(attention_outputs).all()
+        assert attention_outputs.dtype == (dtype or torch.float32)
+        assert not key_padding_mask[2].any()
+        assert torch.equal(attention_outputs[2], torch.zeros_like(attention_outputs[2]))
+        assert attention_outputs[:2].abs().amin(dim=-1).amax() > 0
