@@ -71,7 +71,8 @@ SETTING_HELP = {
     "validation_fraction": "fraction of the byte stream, taken from its end, held out for evaluation",
     "max_corpus_bytes": "bytes of the default standard-library corpus to use; 0 uses all of it",
     "max_eval_sequences": "held-out sequences read by each evaluation; 0 reads all of them",
-    "per_device_batch_size": "sequences per device and step",
+    "per_device_batch_size": "sequences per device and step; an optimizer step uses this x processes x "
+                             "--gradient-accumulation-steps",
     "gradient_accumulation_steps": "steps whose gradients are summed before each optimizer update",
     "learning_rate": "peak AdamW learning rate",
     "lr_scheduler_type": "transformers learning-rate schedule, e.g. cosine, linear or constant_with_warmup",
@@ -126,7 +127,9 @@ def build_parser() -> argparse.ArgumentParser:
         "pretrain",
         help="pretrain a causal byte-level Reformer with the transformers Trainer",
         description="Pretrain a causal byte-level Reformer. With no data option it trains on the running "
-        "Python's standard library sources and pydoc reference text, which every Python install has.",
+        "Python's standard library sources and pydoc reference text, which every Python install has. "
+        "Under accelerate launch (e.g. accelerate launch --multi_gpu --num_processes 2 -m reformer_hf pretrain ...) "
+        "it trains data-parallel, and only the main process writes the output and prints the results.",
     )
     data = pretrain.add_mutually_exclusive_group()
     data.add_argument("--data-files", nargs="+", metavar="PATH",
@@ -267,6 +270,8 @@ def _run_convert(args: argparse.Namespace) -> int:
 
 
 def _run_pretrain(args: argparse.Namespace) -> int:
+    from accelerate import PartialState
+
     from .training import pretrain, resolve_settings
 
     overrides = {
@@ -288,6 +293,10 @@ def _run_pretrain(args: argparse.Namespace) -> int:
         print(f"reformer-hf pretrain: error: {error}", file=sys.stderr)
         return 2
 
+    # Under accelerate launch or torch.distributed.run every process gets here with the same
+    # metrics. Only the main process, which wrote the output, reports them.
+    if not PartialState().is_main_process:
+        return 0
     sample = metrics.pop("sample")
     print("\nFinal metrics:")
     print(json.dumps(metrics, indent=2))

@@ -4,6 +4,12 @@ A preset fixes every setting, and any of them can be overridden. The job loads t
 into long byte sequences with a held-out tail. It trains with ``Trainer``, which shows a progress
 bar, evaluates in bits per byte and writes checkpoints. At the end it evaluates the held-out split,
 writes a directory that the Auto classes load, and prints a generated sample.
+
+Under ``accelerate launch`` or ``torch.distributed.run`` each process runs ``pretrain``. The main
+process of each node builds the datasets first and the others then read them from the ``datasets``
+cache. Only the global main process writes the final model, tokenizer, model card and trainer
+state, and only it generates the sample. One optimizer step consumes per-device batch x processes
+x accumulation steps sequences.
 """
 
 import dataclasses
@@ -236,33 +242,75 @@ def pretrain(
 
     The metrics include ``eval_bits_per_byte`` on the held-out split, ``eval_history`` (step and
     bits per byte of every evaluation, the first before training), ``minutes`` of wall time and a
-    generated ``sample``.
+    generated ``sample``, which is None on every process but the global main one.
     """
     started = time.monotonic()
     bf16 = use_bf16(settings.bf16)
     config = build_config(settings)
+    # Creating the arguments sets up torch.distributed when a launcher started this process.
+    arguments = build_training_arguments(settings, output_dir, report_to, bf16)
     set_seed(settings.seed)
     # The saved tokenizer truncates to what the model can embed, so pipelines with truncation=True
     # never hand it a longer input.
     tokenizer = ReformerByteTokenizer(model_max_length=config.max_position_embeddings)
 
-    documents = load_corpus(data_files, dataset, settings, **dataset_options)
-    splits = build_lm_datasets(
-        documents, tokenizer, settings.sequence_length, validation_fraction=settings.validation_fraction
-    )
+    # Each node has its own datasets cache. The node's main process fills it, and the other
+    # processes then read from it.
+    with arguments.main_process_first(desc="dataset preparation"):
+        documents = load_corpus(data_files, dataset, settings, **dataset_options)
+        splits = build_lm_datasets(
+            documents, tokenizer, settings.sequence_length, validation_fraction=settings.validation_fraction
+        )
     validation = splits["validation"]
     if settings.max_eval_sequences and len(validation) > settings.max_eval_sequences:
         # Every evaluation runs over the whole held-out split, so a large corpus gets a fixed,
         # contiguous part of it; the rest stays unseen.
         validation = validation.select(range(settings.max_eval_sequences))
-    logger.warning(
-        "Training on %d sequences of %d bytes, evaluating on %d held-out sequences.",
-        len(splits["train"]), settings.sequence_length, len(validation),
-    )
 
     model = ReformerForCausalLM(config)
-    logger.warning("Model: %.2fM parameters, layers %s.", model.num_parameters() / 1e6, config.attention_layers)
-    arguments = TrainingArguments(
+    if arguments.should_log:
+        log_run_summary(arguments, settings, model, len(splits["train"]), len(validation))
+    trainer = BitsPerByteTrainer(
+        model=model,
+        args=arguments,
+        train_dataset=splits["train"],
+        eval_dataset=validation,
+        data_collator=collate_causal_lm,
+        processing_class=tokenizer,
+    )
+    train_output = trainer.train()
+    metrics = trainer.evaluate()
+    metrics["train_loss"] = train_output.training_loss
+    if settings.eval_num_hashes and "lsh" in config.attention_layers:
+        # LSH finds more of each query's neighbours with more hash rounds; evaluate that too.
+        trainer.data_collator = functools.partial(collate_causal_lm, num_hashes=settings.eval_num_hashes)
+        metrics.update(trainer.evaluate(metric_key_prefix=f"eval_{settings.eval_num_hashes}_hashes"))
+        trainer.data_collator = collate_causal_lm
+    model.model_card_info = training_card_info(
+        settings, data_files, dataset, metrics, len(splits["train"]), num_processes=arguments.world_size
+    )
+    # save_model writes the weights, the model card and the tokenizer (the processing class) on the
+    # main process only. save_state adds trainer_state.json with the log history.
+    trainer.save_model(output_dir)
+    trainer.save_state()
+
+    # The final evaluation repeats the one at the last step when max_steps is a multiple of
+    # eval_steps; keep one entry per step.
+    history = {entry["step"]: entry["eval_bits_per_byte"] for entry in trainer.state.log_history
+               if "eval_bits_per_byte" in entry}
+    metrics["eval_history"] = sorted(history.items())
+    metrics["minutes"] = round((time.monotonic() - started) / 60, 2)
+    # Every process generates: under FSDP each forward call gathers parameters from all of them.
+    sample = generate_sample(model, tokenizer, validation, settings)
+    metrics["sample"] = sample if trainer.is_world_process_zero() else None
+    return metrics
+
+
+def build_training_arguments(
+    settings: PretrainSettings, output_dir: str, report_to: str, bf16: bool
+) -> TrainingArguments:
+    """Map the optimisation and reporting settings onto ``TrainingArguments``."""
+    return TrainingArguments(
         output_dir=output_dir,
         per_device_train_batch_size=settings.per_device_batch_size,
         per_device_eval_batch_size=settings.per_device_batch_size,
@@ -288,39 +336,31 @@ def pretrain(
         dataloader_drop_last=False,
         dataloader_pin_memory=torch.cuda.is_available(),
         remove_unused_columns=False,
+        # Every parameter gets a gradient in every step, so DDP needs no search for unused ones.
+        ddp_find_unused_parameters=False,
     )
-    trainer = BitsPerByteTrainer(
-        model=model,
-        args=arguments,
-        train_dataset=splits["train"],
-        eval_dataset=validation,
-        data_collator=collate_causal_lm,
-        processing_class=tokenizer,
+
+
+def log_run_summary(arguments: TrainingArguments, settings: PretrainSettings, model, num_train: int,
+                    num_validation: int) -> None:
+    """Log the data sizes, the model size and the global batch of one optimizer step."""
+    logger.warning(
+        "Training on %d sequences of %d bytes, evaluating on %d held-out sequences.",
+        num_train, settings.sequence_length, num_validation,
     )
-    train_output = trainer.train()
-    metrics = trainer.evaluate()
-    metrics["train_loss"] = train_output.training_loss
-    if settings.eval_num_hashes and "lsh" in config.attention_layers:
-        # LSH finds more of each query's neighbours with more hash rounds; evaluate that too.
-        trainer.data_collator = functools.partial(collate_causal_lm, num_hashes=settings.eval_num_hashes)
-        metrics.update(trainer.evaluate(metric_key_prefix=f"eval_{settings.eval_num_hashes}_hashes"))
-        trainer.data_collator = collate_causal_lm
-    model.model_card_info = training_card_info(settings, data_files, dataset, metrics, len(splits["train"]))
-    trainer.save_model(output_dir)
-    tokenizer.save_pretrained(output_dir)
-
-    # The final evaluation repeats the one at the last step when max_steps is a multiple of
-    # eval_steps; keep one entry per step.
-    history = {entry["step"]: entry["eval_bits_per_byte"] for entry in trainer.state.log_history
-               if "eval_bits_per_byte" in entry}
-    metrics["eval_history"] = sorted(history.items())
-    metrics["minutes"] = round((time.monotonic() - started) / 60, 2)
-    metrics["sample"] = generate_sample(model, tokenizer, validation, settings)
-    return metrics
+    logger.warning("Model: %.2fM parameters, layers %s.", model.num_parameters() / 1e6, model.config.attention_layers)
+    # train_batch_size is the batch of one process. It is the per-device batch times the number of
+    # GPUs that one DataParallel process drives, which is 1 under DDP and on CPUs.
+    global_batch = arguments.train_batch_size * arguments.world_size * arguments.gradient_accumulation_steps
+    logger.warning(
+        "Global batch: %d sequences per optimizer step (%d per process x %d processes x %d accumulation steps).",
+        global_batch, arguments.train_batch_size, arguments.world_size, arguments.gradient_accumulation_steps,
+    )
 
 
-def training_card_info(settings: PretrainSettings, data_files, dataset, metrics: dict, train_sequences: int) -> dict:
-    """Describe a pretraining run for the model card that ``save_pretrained`` writes."""
+def training_card_info(settings: PretrainSettings, data_files, dataset, metrics: dict, train_sequences: int,
+                       num_processes: int = 1) -> dict:
+    """Describe a pretraining run, trained on ``num_processes`` data-parallel processes, for the model card."""
     if data_files:
         names = [Path(path).name for path in data_files]
         data = "Plain text or Wikipedia files: " + ", ".join(f"`{name}`" for name in names) + "."
@@ -332,8 +372,10 @@ def training_card_info(settings: PretrainSettings, data_files, dataset, metrics:
         data = "The Python standard library's `.py` sources and pydoc reference text of the Python that ran training."
     data += (f" Read as bytes, cut into {train_sequences:,} training sequences of {settings.sequence_length:,} bytes; "
              f"the last {settings.validation_fraction:.0%} of the byte stream was held out for evaluation.")
-    training = (f"`reformer-hf pretrain`: {settings.max_steps:,} steps of {settings.per_device_batch_size} "
-                f"sequence(s) x {settings.gradient_accumulation_steps} accumulation step(s), AdamW at peak learning "
+    global_batch = settings.per_device_batch_size * num_processes * settings.gradient_accumulation_steps
+    training = (f"`reformer-hf pretrain`: {settings.max_steps:,} steps of {global_batch} sequence(s) "
+                f"({settings.per_device_batch_size} per device x {num_processes} process(es) x "
+                f"{settings.gradient_accumulation_steps} accumulation step(s)), AdamW at peak learning "
                 f"rate {settings.learning_rate:g} ({settings.lr_scheduler_type} schedule, {settings.warmup_steps} "
                 f"warm-up steps), seed {settings.seed}.")
     card_metrics = {"eval_bits_per_byte": metrics.get("eval_bits_per_byte")}
