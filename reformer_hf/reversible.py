@@ -137,7 +137,7 @@ class _LayerRecord:
 
 
 def is_sharded(layer: nn.Module) -> bool:
-    """Whether FSDP2's ``fully_shard`` was applied to ``layer`` itself."""
+    """Tell whether FSDP2's ``fully_shard`` was applied to ``layer`` itself."""
     return FSDPModule is not None and isinstance(layer, FSDPModule)
 
 

@@ -38,7 +38,7 @@ needs_mpirun = pytest.mark.skipif(
 def run(arguments: list[str], output_dir: Path) -> None:
     environment = {**os.environ, "HF_HUB_OFFLINE": "1", "OMP_NUM_THREADS": "1", "PATH": SEARCH_PATH}
     if hasattr(os, "geteuid") and os.geteuid() == 0:
-        # Open MPI refuses to start as root unless told twice; CI containers run as root.
+        # Open MPI does not start as root without both variables, and CI containers run as root.
         environment.update(OMPI_ALLOW_RUN_AS_ROOT="1", OMPI_ALLOW_RUN_AS_ROOT_CONFIRM="1")
     result = subprocess.run([sys.executable, *arguments], cwd=output_dir, env=environment, capture_output=True,
                             text=True, timeout=300)
@@ -49,8 +49,8 @@ def launch_two_ranks(mode: str, output_dir: Path, launcher: str = "torchrun") ->
     """Start two ranks of the script with ``accelerate launch``.
 
     ``launcher="torchrun"`` passes ``--multi_gpu``, which accelerate runs through
-    ``torch.distributed.run`` even without GPUs; ``launcher="mpirun"`` passes ``--cpu`` with a
-    hostfile, which accelerate needs before it starts more than one CPU process.
+    ``torch.distributed.run`` even without GPUs. ``launcher="mpirun"`` passes ``--cpu`` with a
+    hostfile, because without one accelerate starts a single CPU process.
     """
     command = ["-m", "accelerate.commands.launch", "--num_processes", "2", "--num_machines", "1",
                "--mixed_precision", "no", "--dynamo_backend", "no", "--main_process_port", str(free_port())]
@@ -93,8 +93,8 @@ def single_process_trainer(tmp_path_factory):
     [
         ("accelerate", "torchrun"),
         pytest.param("accelerate", "mpirun", marks=needs_mpirun),
-        # find_unused_parameters=True and static_graph=True are what DDP users reach for when
-        # reversible layers break elsewhere; they must not break these.
+        # DDP users reach for find_unused_parameters=True and static_graph=True when reversible
+        # layers break elsewhere, so these flags must not break ours.
         ("accelerate-unused", "torchrun"),
         ("accelerate-static", "torchrun"),
     ],
