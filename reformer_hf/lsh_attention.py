@@ -51,6 +51,16 @@ def hash_vectors(vectors: torch.Tensor, rotations: torch.Tensor, bucket_factors:
     return buckets
 
 
+@torch.compiler.disable
+def seeded_normal(shape: tuple[int, ...], seed: int, device: torch.device, dtype: torch.dtype) -> torch.Tensor:
+    """Draw standard normal values from a private generator seeded with ``seed``.
+
+    torch.compile cannot trace a new ``torch.Generator``, so this runs outside the graph.
+    """
+    generator = torch.Generator(device=device).manual_seed(seed)
+    return torch.randn(shape, generator=generator, device=device, dtype=dtype)
+
+
 def sort_by_bucket(buckets: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
     """Return the indices that sort each round by (bucket, position), and their inverse.
 
@@ -172,6 +182,7 @@ class LSHSelfAttention(nn.Module):
         self.query_key = nn.Linear(config.hidden_size, all_head_size, bias=False)
         self.value = nn.Linear(config.hidden_size, all_head_size, bias=False)
         self.dropout = nn.Dropout(config.attention_dropout("lsh"))
+        self._seeded_rotations: dict = {}  # see seeded_rotations
 
     @property
     def num_buckets(self) -> int:
@@ -190,15 +201,39 @@ class LSHSelfAttention(nn.Module):
         hash_seed = self.config.hash_seed
         if self.config.hash_seed_mode == "transformers":
             # transformers' Reformer reseeds with hash_seed itself in every layer and mode.
-            generator = None if hash_seed is None else torch.Generator(device=device).manual_seed(hash_seed)
             shape = (self.num_heads, self.head_size, num_hashes, half_buckets)
-            return torch.randn(shape, generator=generator, device=device, dtype=dtype)
-        generator = None
-        if not self.training and hash_seed is not None:
-            generator = torch.Generator(device=device).manual_seed(hash_seed + self.layer_idx)
+            if hash_seed is None:
+                return torch.randn(shape, device=device, dtype=dtype)
+            return self.seeded_rotations(shape, hash_seed, device, dtype)
         shape = (num_hashes, self.num_heads, self.head_size, half_buckets)
-        rotations = torch.randn(shape, generator=generator, device=device, dtype=torch.float32)
+        if not self.training and hash_seed is not None:
+            rotations = self.seeded_rotations(shape, hash_seed + self.layer_idx, device, torch.float32)
+        else:
+            rotations = torch.randn(shape, device=device, dtype=torch.float32)
         return rotations.permute(1, 2, 0, 3).to(dtype)
+
+    def seeded_rotations(
+        self, shape: tuple[int, ...], seed: int, device: torch.device, dtype: torch.dtype
+    ) -> torch.Tensor:
+        """Return rotations drawn in ``dtype`` from ``seed``, drawn once and then kept.
+
+        ``eval()`` draws those of ``config.num_hashes`` in advance, so that a torch.compile graph
+        finds them kept and does not split where a private generator would be created.
+        """
+        key = (shape, seed, device, dtype)
+        rotations = self._seeded_rotations.get(key)
+        if rotations is None:
+            rotations = seeded_normal(shape, seed, device, dtype)
+            self._seeded_rotations[key] = rotations
+        return rotations
+
+    def train(self, mode: bool = True) -> "LSHSelfAttention":
+        super().train(mode)
+        self._seeded_rotations = {}
+        weight = self.query_key.weight
+        if not mode and self.config.hash_seed is not None and weight.device.type != "meta":
+            self.draw_rotations(self.config.num_hashes, weight.device, weight.dtype)
+        return self
 
     def forward(
         self,

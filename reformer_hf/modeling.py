@@ -261,7 +261,9 @@ class ReformerModel(ReformerPreTrainedModel):
 
         # Move real tokens to the front of their rows so that every row is right-padded.
         restore_idx = None
-        if self.config.compact_padding and not bool(real.all()):
+        # Compacting a row without padding changes nothing, so a compiled call always compacts
+        # rather than branch on the mask's values.
+        if self.config.compact_padding and (torch.compiler.is_compiling() or not bool(real.all())):
             order = torch.sort((~real).to(torch.int8), dim=1, stable=True).indices  # [b, n]
             restore_idx = torch.argsort(order, dim=1)
             real = real.gather(1, order)
@@ -409,7 +411,9 @@ class ReformerModel(ReformerPreTrainedModel):
             device = inputs_embeds.device
         if batch_size == 0 or length == 0:
             raise ValueError(f"The input is empty: batch_size={batch_size}, length={length}. Pass at least one token.")
-        if input_ids is not None:
+        # Checks of tensor values would split a torch.compile graph, so compiled calls skip them.
+        check_values = not torch.compiler.is_compiling()
+        if input_ids is not None and check_values:
             low, high = int(input_ids.min()), int(input_ids.max())
             if low < 0 or high >= config.vocab_size:
                 bad = low if low < 0 else high
@@ -426,7 +430,7 @@ class ReformerModel(ReformerPreTrainedModel):
                     f"attention_mask must have shape [batch_size, length] = {[batch_size, length]}, "
                     f"got {list(attention_mask.shape)}. Pass the mask that the tokenizer returned with the input."
                 )
-            if not bool(((attention_mask == 0) | (attention_mask == 1)).all()):
+            if check_values and not bool(((attention_mask == 0) | (attention_mask == 1)).all()):
                 raise ValueError("attention_mask must contain only 0 (padding) and 1 (real token).")
             real = attention_mask.to(device=device, dtype=torch.bool)
 
@@ -440,7 +444,7 @@ class ReformerModel(ReformerPreTrainedModel):
                     f"got {list(position_ids.shape)}."
                 )
             position_ids = position_ids.to(device).expand(batch_size, length)
-            real_positions = position_ids[real]
+            real_positions = position_ids[real] if check_values else position_ids[:0]
             if real_positions.numel() and (int(real_positions.min()) < 0 or int(real_positions.max()) >= capacity):
                 raise ValueError(
                     f"position_ids must lie in [0, {capacity}) (max_position_embeddings), got values from "
@@ -453,7 +457,7 @@ class ReformerModel(ReformerPreTrainedModel):
                     f"model embeds (max_position_embeddings); with compact_padding=False padding counts. "
                     f"Truncate or remove padding so that the length is at most {capacity}."
                 )
-        else:
+        elif check_values and length > capacity:
             longest = int(real.sum(dim=1).max())
             if longest > capacity:
                 raise ValueError(
@@ -522,7 +526,7 @@ class ReformerForCausalLM(ReformerPreTrainedModel, GenerationMixin):
                 raise ValueError(f"labels must have the input's shape {input_shape}, got {list(labels.shape)}.")
             targets = labels[:, 1:]
             bad = (targets != -100) & ((targets < 0) | (targets >= self.config.vocab_size))
-            if bool(bad.any()):
+            if not torch.compiler.is_compiling() and bool(bad.any()):
                 raise ValueError(
                     f"labels contains id {int(targets[bad][0])}, outside the vocabulary [0, {self.config.vocab_size}) "
                     f"and not the ignore index -100."

@@ -250,6 +250,16 @@ def _sharded_layer_backward(ctx, layer, record, y1, y2, dy1, dy2):
     return x1, x2, x1_leaf.grad, x2_leaf.grad
 
 
+@torch.compiler.disable
+def _run_reversible(x1, x2, key_padding_mask, layers, num_hashes, hidden_states_out, params):
+    """Run the reversible function eagerly, also inside a torch.compile graph.
+
+    Its backward pass restores torch's random state to replay dropout, which compiled kernels do
+    not follow, and it saves Python records between the passes.
+    """
+    return _ReversibleStackFunction.apply(x1, x2, key_padding_mask, layers, num_hashes, hidden_states_out, *params)
+
+
 class ReformerStack(nn.Module):
     """The layers of the model, run reversibly or with ordinary autograd as ``config.reversible`` selects."""
 
@@ -282,9 +292,7 @@ class ReformerStack(nn.Module):
             params = [
                 p for layer in self.layers if not is_sharded(layer) for p in layer.parameters() if p.requires_grad
             ]
-            y1, y2 = _ReversibleStackFunction.apply(
-                x1, x2, key_padding_mask, self.layers, num_hashes, hidden_states_out, *params
-            )
+            y1, y2 = _run_reversible(x1, x2, key_padding_mask, self.layers, num_hashes, hidden_states_out, params)
             return torch.cat([y1, y2], dim=-1)
 
         for layer in self.layers:
