@@ -12,9 +12,8 @@ from transformers import Trainer, TrainingArguments
 
 from reformer_hf import ReformerConfig, ReformerForCausalLM
 
-# Graphs that torch._dynamo.explain finds in a reversible training forward pass with torch 2.13:
-# the stack runs eagerly, so the nested forward calls that lead to it (causal LM, model, stack)
-# split into the parts before it and the parts after it.
+# Graphs that torch._dynamo.explain finds in a reversible training forward pass with torch 2.13.
+# The stack runs eagerly. The nested forward calls that lead to it split around it.
 REVERSIBLE_TRAINING_GRAPHS = 5
 
 
@@ -97,8 +96,8 @@ def test_compiled_training_step_matches_eager(reversible):
     model = tiny_model(reversible=reversible).train()
     input_ids, attention_mask = padded_batch()
     labels = input_ids.masked_fill(attention_mask == 0, -100)
-    # Inductor draws random numbers with its own generator unless told to call torch's, and the
-    # irreversible graph draws the LSH rotations inside it.
+    # The irreversible graph draws the LSH rotations inside it. fallback_random makes Inductor draw
+    # them with torch's own generator, as eager mode does.
     with torch._inductor.config.patch(fallback_random=True):
         compiled = torch.compile(model)
         torch.manual_seed(1)
