@@ -153,3 +153,31 @@ def test_padded_positions_get_zeros_from_attention(kind, dtype):
         assert not key_padding_mask[2].any()
         assert torch.equal(attention_outputs[2], torch.zeros_like(attention_outputs[2]))
         assert attention_outputs[:2].abs().amin(dim=-1).amax() > 0
+
+
+@pytest.mark.parametrize("dtype", [torch.bfloat16, torch.float16])
+def test_model_cast_to_half_precision_trains(dtype):
+    # A model cast as a whole, not under autocast: activations, rotations and position tables all
+    # take the cast dtype, while attention logits and masks stay in float32.
+    reference = tiny_model(hidden_dropout_prob=0.0)
+    model = tiny_model(hidden_dropout_prob=0.0).to(dtype)
+    input_ids = torch.randint(3, 40, (2, 64), generator=torch.Generator().manual_seed(5))
+    attention_mask = torch.ones(2, 64, dtype=torch.long)
+    attention_mask[1, :20] = 0
+    labels = input_ids.masked_fill(attention_mask == 0, -100)
+    torch.manual_seed(0)
+    expected = reference(input_ids, attention_mask=attention_mask, labels=labels).loss
+    torch.manual_seed(0)
+    outputs = model(input_ids, attention_mask=attention_mask, labels=labels, output_hidden_states=True)
+    outputs.loss.backward()
+    assert outputs.logits.dtype == dtype
+    assert all(states.dtype == dtype for states in outputs.hidden_states)
+    assert all(bool(torch.isfinite(states).all()) for states in outputs.hidden_states)
+    assert all(bool(torch.isfinite(p.grad).all()) for p in model.parameters() if p.grad is not None)
+    assert abs(outputs.loss.item() - expected.item()) <= 0.02
+    lsh = next(layer.attention.self_attention for layer in model.reformer.encoder.layers
+               if layer.attention.self_attention.__class__.__name__ == "LSHSelfAttention")
+    rotations = lsh.draw_rotations(2, torch.device("cpu"), lsh.query_key.weight.dtype)
+    assert rotations.dtype == dtype
+    positions = model.reformer.embeddings.position_embeddings(torch.arange(64)[None])
+    assert positions.dtype == dtype
