@@ -411,7 +411,8 @@ class ReformerModel(ReformerPreTrainedModel):
             device = inputs_embeds.device
         if batch_size == 0 or length == 0:
             raise ValueError(f"The input is empty: batch_size={batch_size}, length={length}. Pass at least one token.")
-        # Checks of tensor values would split a torch.compile graph, so compiled calls skip them.
+        # NOTE: checks of tensor values would split a torch.compile graph, so compiled calls skip them.
+        # An id outside the vocabulary then fails inside the embedding lookup, without this message.
         check_values = not torch.compiler.is_compiling()
         if input_ids is not None and check_values:
             low, high = int(input_ids.min()), int(input_ids.max())

@@ -128,7 +128,7 @@ def test_autocast_training_tracks_float32(dtype):
 @pytest.mark.parametrize("dtype", [None, torch.bfloat16, torch.float16])
 @pytest.mark.parametrize("kind", ["local", "lsh", "full"])
 def test_padded_positions_get_zeros_from_attention(kind, dtype):
-    # Row 1 has 20 pads, whose windows still hold real keys, and row 2 is padding only: every
+    # Row 1 has 20 pads, whose windows still contain real keys, and row 2 is padding only: every
     # query there has all its keys masked. Attention must give those queries exact zeros, in
     # every dtype, never NaN.
     model = tiny_model(hidden_dropout_prob=0.0, attention_layers=[kind, kind])
