@@ -1,16 +1,19 @@
-"""Command-line interface: ``reformer-hf pretrain``, ``reformer-hf convert`` and ``reformer-hf train-tokenizer``.
+"""Command-line interface: ``reformer-hf pretrain``, ``convert``, ``train-tokenizer`` and ``bench``.
 
 Every field of ``PretrainSettings`` is an option of ``pretrain`` (``--hidden-size 512``,
 ``--attention-layers local,lsh``), applied on top of the chosen preset. ``convert`` turns a local
 transformers Reformer checkpoint into a ``reformer_hf`` one. ``train-tokenizer`` trains a
-SentencePiece subword tokenizer and saves it as a Hugging Face fast tokenizer.
+SentencePiece subword tokenizer and saves it as a Hugging Face fast tokenizer. ``bench`` runs
+``benchmarks/speed.py`` of a source checkout with the arguments that follow it.
 """
 
 import argparse
 import dataclasses
 import json
+import subprocess
 import sys
 import typing
+from pathlib import Path
 
 from .sentencepiece_training import (
     DEFAULT_CHARACTER_COVERAGE,
@@ -165,7 +168,18 @@ def build_parser() -> argparse.ArgumentParser:
     convert.add_argument("--check", action="store_true",
                          help="load both models and report the largest output difference on a random batch")
     _add_train_tokenizer_parser(commands)
+    # main() passes everything after "bench" to the script unparsed, so this parser only documents it.
+    commands.add_parser(
+        "bench",
+        help="measure speed and memory against sequence length (benchmarks/speed.py)",
+        description="Run benchmarks/speed.py of a source checkout with the arguments that follow, "
+        "e.g. reformer-hf bench --quick --output-dir results. See reformer-hf bench --help.",
+        add_help=False,
+    )
     return parser
+
+
+SPEED_BENCHMARK = Path(__file__).resolve().parents[1] / "benchmarks" / "speed.py"
 
 
 def _add_train_tokenizer_parser(commands) -> None:
@@ -206,6 +220,9 @@ def _add_train_tokenizer_parser(commands) -> None:
 
 
 def main(argv: list[str] | None = None) -> int:
+    arguments = sys.argv[1:] if argv is None else list(argv)
+    if arguments[:1] == ["bench"]:
+        return _run_bench(arguments[1:])
     args = build_parser().parse_args(argv)
     if args.command == "pretrain":
         return _run_pretrain(args)
@@ -214,6 +231,18 @@ def main(argv: list[str] | None = None) -> int:
     if args.command == "train-tokenizer":
         return _run_train_tokenizer(args)
     return 2
+
+
+def _run_bench(arguments: list[str]) -> int:
+    """Run ``benchmarks/speed.py`` in a subprocess with ``arguments`` and return its exit code."""
+    if not SPEED_BENCHMARK.is_file():
+        print(
+            f"reformer-hf bench: error: {SPEED_BENCHMARK} not found. The benchmarks ship with the source "
+            "checkout only, so install reformer_hf from a clone with pip install -e .",
+            file=sys.stderr,
+        )
+        return 2
+    return subprocess.run([sys.executable, str(SPEED_BENCHMARK), *arguments]).returncode
 
 
 def _run_train_tokenizer(args: argparse.Namespace) -> int:

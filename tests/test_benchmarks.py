@@ -70,3 +70,74 @@ def test_lsh_variants_markdown_names_variants(lsh_variants_output):
     table = (lsh_variants_output / "lsh_variants.md").read_text(encoding="utf-8")
     for name in VARIANT_NAMES | MODE_NAMES:
         assert f"| {name} |" in table, f"{name} missing from the markdown table"
+
+
+SPEED_IMPLEMENTATIONS = {"reformer_hf", "transformers", "full_attention"}
+SPEED_STATUSES = {"ok", "timeout", "oom", "error"}
+
+
+def run_speed(*arguments: str, timeout: float = 300) -> subprocess.CompletedProcess:
+    return subprocess.run(
+        [sys.executable, str(REPO_ROOT / "benchmarks" / "speed.py"), *arguments],
+        cwd=REPO_ROOT,
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+    )
+
+
+@pytest.fixture(scope="module")
+def speed_output(tmp_path_factory):
+    """Run ``benchmarks/speed.py --quick`` once and return its output folder."""
+    pytest.importorskip("matplotlib", reason="the benchmark plots need matplotlib (extra 'benchmarks')")
+    output_dir = tmp_path_factory.mktemp("speed")
+    completed = run_speed("--quick", "--output-dir", str(output_dir))
+    assert completed.returncode == 0, completed.stderr
+    return output_dir
+
+
+def test_speed_json_has_every_point(speed_output):
+    report = json.loads((speed_output / "speed.json").read_text(encoding="utf-8"))
+    assert report["quick"] is True
+    assert report["machine"]["torch"] and report["machine"]["cpu_model"]
+    assert "FLOPs per training token" in report["flop_formula"]
+    for peak in report["matmul_peak"]:
+        for dtype in ("float32", "bfloat16"):
+            gflops = peak[f"{dtype}_gflops_per_second"]
+            assert math.isfinite(gflops), (dtype, peak)
+            assert gflops > 0, (dtype, peak)
+
+    lengths = report["settings"]["lengths"]
+    points = {(point["implementation"], point["length"]): point for point in report["points"]}
+    assert set(points) == {(name, length) for name in SPEED_IMPLEMENTATIONS for length in lengths}
+    for key, point in points.items():
+        assert point["status"] in SPEED_STATUSES, point
+        if point["status"] != "ok":
+            assert point["message"], point
+            continue
+        for field in ("training_step_seconds", "inference_seconds", "training_tokens_per_second",
+                      "inference_tokens_per_second", "training_gflops_per_second", "inference_gflops_per_second"):
+            assert math.isfinite(point[field]), (key, field, point[field])
+            assert point[field] > 0, (key, field, point[field])
+        assert point["peak_rss_bytes"] > 0, point
+        assert point["rss_after_build_bytes"] > 0, point
+        assert point["rss_growth_bytes"] >= 0, point
+
+    assert (speed_output / "speed.png").stat().st_size > 0
+
+
+def test_speed_records_timed_out_point(tmp_path):
+    completed = run_speed(
+        "--quick", "--implementations", "full_attention", "--lengths", "256", "--timeout", "0.01",
+        "--output-dir", str(tmp_path),
+    )
+    assert completed.returncode == 0, completed.stderr
+    (point,) = json.loads((tmp_path / "speed.json").read_text(encoding="utf-8"))["points"]
+    assert point["status"] == "timeout"
+    assert "timeout" in point["message"]
+
+
+def test_speed_rejects_zero_steps(tmp_path):
+    completed = run_speed("--steps", "0", "--output-dir", str(tmp_path), timeout=60)
+    assert completed.returncode == 2
+    assert "--steps must be at least 1" in completed.stderr

@@ -210,3 +210,18 @@ def test_console_script_train_tokenizer(tokenizer_corpus, tmp_path):
     )
     assert failed.returncode == 2
     assert "reformer-hf train-tokenizer: error: Training file not found:" in failed.stderr
+
+
+def test_cli_bench_forwards_arguments(tmp_path, capfd):
+    # --steps 0 reaches benchmarks/speed.py, which rejects it before measuring anything.
+    code = main(["bench", "--steps", "0", "--output-dir", str(tmp_path)])
+    assert code == 2
+    assert "--steps must be at least 1" in capfd.readouterr().err
+
+
+def test_cli_bench_missing_script_exits_2(tmp_path, monkeypatch, capsys):
+    import reformer_hf.cli
+
+    monkeypatch.setattr(reformer_hf.cli, "SPEED_BENCHMARK", tmp_path / "speed.py")
+    assert main(["bench", "--quick"]) == 2
+    assert "not found" in capsys.readouterr().err
