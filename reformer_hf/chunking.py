@@ -93,6 +93,46 @@ MASK_VALUE = -1e9
 SELF_MASK_VALUE = -1e5
 
 
+# Below this, exp(x) is under 2e-35 and is taken as zero. torch's CPU exp is 7 to 20 times slower on
+# arguments under about -88, where float32 results underflow, and masked logits sit there.
+EXP_CUTOFF = -80.0
+
+
+class _SoftmaxWithLogSumExp(torch.autograd.Function):
+    """Softmax over the last dim that also returns the log-sum-exp, with one exp per element.
+
+    A row whose logits are all at most ``MASK_VALUE / 2`` (every key masked) gets zero
+    probabilities when ``zero_masked_rows`` is set. The backward pass reuses the probabilities
+    instead of calling exp again.
+    """
+
+    @staticmethod
+    def forward(ctx, logits: torch.Tensor, zero_masked_rows: bool) -> tuple[torch.Tensor, torch.Tensor]:
+        row_max = logits.amax(dim=-1, keepdim=True)
+        probs = logits - row_max
+        underflow = probs < EXP_CUTOFF
+        probs.clamp_min_(EXP_CUTOFF).exp_().masked_fill_(underflow, 0.0)
+        total = probs.sum(dim=-1, keepdim=True)
+        probs.div_(total)
+        logsumexp = row_max + torch.log(total)
+        if zero_masked_rows:
+            probs.masked_fill_(row_max <= MASK_VALUE / 2, 0.0)
+        ctx.save_for_backward(probs)
+        return probs, logsumexp
+
+    @staticmethod
+    def backward(ctx, grad_probs, grad_logsumexp):
+        (probs,) = ctx.saved_tensors
+        # d lse / d logits = probs, and the softmax Jacobian gives probs * (g - sum(g * probs)).
+        if grad_probs is None:
+            grad_logits = torch.zeros_like(probs)
+        else:
+            grad_logits = grad_probs - (grad_probs * probs).sum(dim=-1, keepdim=True)
+        if grad_logsumexp is not None:
+            grad_logits.add_(grad_logsumexp)
+        return grad_logits.mul_(probs), None
+
+
 def attend(
     query: torch.Tensor,
     keys: torch.Tensor,
@@ -108,12 +148,12 @@ def attend(
         keys: ``[..., k, d]``.
         values: ``[..., k, d]``.
         logit_bias: ``[..., w, k]`` added to the float32 logits: 0 where allowed, a mask value
-            elsewhere. Masked logits (at most ``MASK_VALUE / 2``) are set to ``MASK_VALUE``.
+            elsewhere.
         dropout: Dropout applied to the attention probabilities.
         replace_masked: Replace masked logits by their mask value instead of adding it, as
             transformers' Reformer does. Then a query that can attend only to itself gets a
             log-sum-exp of exactly ``SELF_MASK_VALUE``, and a query whose keys are all masked
-            gets the average of their values. Otherwise such a query gets zeros.
+            gets what transformers gives it. Otherwise such a query gets zeros.
 
     Returns:
         The outputs ``[..., w, d]`` in the dtype of ``values``, and the float32 log-sum-exp of each
@@ -121,18 +161,16 @@ def attend(
     """
     logits = torch.matmul(query.float(), keys.float().transpose(-1, -2))
     if replace_masked:
+        # transformers' order of operations: its float32 rounding at -1e9 gives a query whose keys
+        # are all masked the sum of their values, and the tests compare against that bit for bit.
         logits = torch.where(logit_bias == 0, logits, logit_bias)
+        logsumexp = torch.logsumexp(logits, dim=-1, keepdim=True)
+        probs = torch.exp(logits - logsumexp)
     else:
-        # Masked keys get exactly MASK_VALUE rather than logit + MASK_VALUE: float32 rounds the sum to
-        # MASK_VALUE anyway, and this way no gradient reaches logits the outputs never depended on.
-        masked = logit_bias <= MASK_VALUE / 2
-        logits = torch.where(masked, MASK_VALUE, logits + logit_bias)
-    logsumexp = torch.logsumexp(logits, dim=-1, keepdim=True)
-    probs = torch.exp(logits - logsumexp)
-    if not replace_masked:
-        # A query whose keys are all masked (a padded position) gets zeros rather than the average
-        # of its window's values. transformers' Reformer returns that average, hence replace_masked.
-        probs = probs.masked_fill(masked.all(dim=-1, keepdim=True), 0.0)
+        # A masked logit gets no gradient: its probability is exactly zero, or its row is zeroed.
+        # Out of place: under autocast the matmul returns bf16 or fp16 logits, and adding the float32
+        # bias promotes them to float32, where the mask values fit.
+        probs, logsumexp = _SoftmaxWithLogSumExp.apply(logits + logit_bias, True)
     probs = dropout(probs)
     outputs = torch.matmul(probs.to(values.dtype), values)
     return outputs, logsumexp.squeeze(-1)

@@ -64,8 +64,8 @@ class ReformerConfig(PretrainedConfig):
             are combined with ``exp(lse - logsumexp(lse))``. A query that can attend only to itself
             (the first token of a causal sequence) then gets its own value scaled by up to 0.4%
             instead of exactly. Local and full attention also replace masked logits, and a query
-            whose keys are all masked (at a padded position) gets their average value, as in
-            transformers, instead of zeros. Converted transformers checkpoints switch it on.
+            whose keys are all masked (at a padded position) gets the result transformers computes
+            for it instead of zeros. Converted transformers checkpoints switch it on.
         local_chunk_length: Chunk length of local attention.
         local_num_chunks_before: Number of earlier chunks each local chunk attends to.
         local_num_chunks_after: Number of later chunks each local chunk attends to. Must be 0 when

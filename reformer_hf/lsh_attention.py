@@ -329,15 +329,24 @@ class LSHSelfAttention(nn.Module):
             key_buckets = adjacent(query_buckets, -1)
             allowed = allowed & (key_buckets.unsqueeze(-2) == query_buckets.unsqueeze(-1))
         max_slot_gap = before * w if self.strictly_causal else None
+        if not self.wraps or n <= w:
+            # Without wrap-around every window starts `before` chunks before its query's chunk, so
+            # the sorted-slot gap between a query and a key depends only on their places in the
+            # window: one [w, k] table serves every chunk, head and round.
+            num_keys = (before + 1 + after) * w
+            gap = before * w + torch.arange(w, device=query.device)[:, None] - torch.arange(num_keys, device=query.device)
+            is_self = gap == 0
+        else:
+            slots = torch.arange(n, device=query.device).expand(b, h, sorted_idx.shape[2], n)
+            query_slots = split_into_chunks(slots, w, dim=3)  # [b, h, r, c, w]
+            key_slots = adjacent(query_slots, -1)  # [b, h, r, c, k]
+            gap = query_slots.unsqueeze(-1) - key_slots.unsqueeze(-2)  # [b, h, r, c, w, k]
+            is_self = key_positions.unsqueeze(-2) == query_positions.unsqueeze(-1)
         if max_slot_gap is not None:
             # Which keys share a chunk with a query depends on how many later tokens sort before
             # it. Inside one bucket, though, the sorted slots of earlier tokens do not move when
             # later tokens change, so "own bucket, at most before * w slots back" is a window
             # that only earlier tokens decide. The chunk window always contains it.
-            slots = torch.arange(n, device=query.device).expand(b, h, sorted_idx.shape[2], n)
-            query_slots = split_into_chunks(slots, w, dim=3)  # [b, h, r, c, w]
-            key_slots = adjacent(query_slots, -1)  # [b, h, r, c, k]
-            gap = query_slots.unsqueeze(-1) - key_slots.unsqueeze(-2)  # [b, h, r, c, w, k]
             allowed = allowed & (gap >= 0) & (gap <= max_slot_gap)
         logit_bias = torch.zeros(allowed.shape, dtype=torch.float32, device=query.device)
         logit_bias = logit_bias.masked_fill(~allowed, MASK_VALUE)
@@ -345,7 +354,6 @@ class LSHSelfAttention(nn.Module):
         # largest. It is kept only as a fallback for a query with nothing else to attend to. A padded
         # query has no such fallback and gets zeros, except under transformers' rounding, where it
         # falls back on itself as in transformers.
-        is_self = key_positions.unsqueeze(-2) == query_positions.unsqueeze(-1)
         if not self.transformers_rounding:
             is_self = is_self & key_valid.unsqueeze(-2)
         logit_bias = logit_bias.masked_fill(is_self, SELF_MASK_VALUE)
