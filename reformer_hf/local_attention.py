@@ -87,7 +87,8 @@ class LocalSelfAttention(nn.Module):
         logit_bias = logit_bias.masked_fill(~allowed, MASK_VALUE)
 
         outputs, _ = attend(
-            query, keys, values, logit_bias, self.dropout, replace_masked=self.transformers_rounding
+            query, keys, values, logit_bias, self.dropout, replace_masked=self.transformers_rounding,
+            need_logsumexp=False,
         )  # [b, h, c, w, d]
         return outputs.reshape(b, h, n, d).transpose(1, 2).reshape(b, n, h * d), None
 

@@ -364,13 +364,18 @@ class LSHSelfAttention(nn.Module):
             )
             logit_bias = logit_bias - torch.log(counts.clamp(min=1).float())
 
+        # One round needs no log-sum-exp to combine rounds by.
+        num_rounds = sorted_idx.shape[2]
         outputs, logsumexp = attend(
-            query, keys, window_values, logit_bias, self.dropout, replace_masked=self.transformers_rounding
+            query, keys, window_values, logit_bias, self.dropout, replace_masked=self.transformers_rounding,
+            need_logsumexp=num_rounds > 1,
         )
 
         # Back to one sequence per round, then to the original order.
         outputs = outputs.reshape(b, h, -1, n, d)  # [b, h, r, n, d]
-        logsumexp = logsumexp.reshape(b, h, -1, n)  # [b, h, r, n]
         outputs = outputs.gather(3, undo_sort_idx.unsqueeze(-1).expand_as(outputs))
+        if logsumexp is None:
+            return outputs.squeeze(2)
+        logsumexp = logsumexp.reshape(b, h, -1, n)  # [b, h, r, n]
         logsumexp = logsumexp.gather(3, undo_sort_idx)
         return combine_hash_rounds(outputs, logsumexp, self.transformers_rounding)

@@ -5,6 +5,7 @@ import torch
 
 from reformer_hf.chunking import (
     MASK_VALUE,
+    SELF_MASK_VALUE,
     attend,
     look_adjacent,
     pad_to_multiple,
@@ -135,3 +136,34 @@ def test_attend_low_precision_dtypes(dtype):
     assert outputs.dtype == dtype
     assert logsumexp.dtype == torch.float32
     assert bool(torch.isfinite(outputs).all())
+
+
+@pytest.mark.parametrize("autocast", [False, True])
+def test_fused_attention_matches_the_softmax_path(autocast):
+    # need_logsumexp=False runs torch's fused scaled_dot_product_attention; it must agree with the
+    # explicit softmax, on rows with some keys masked, only the own key left, and every key masked.
+    generator = torch.Generator().manual_seed(0)
+    query = torch.randn(2, 3, 8, 16, generator=generator, requires_grad=True)
+    keys = torch.randn(2, 3, 24, 16, generator=generator, requires_grad=True)
+    values = torch.randn(2, 3, 24, 16, generator=generator, requires_grad=True)
+    allowed = torch.rand(2, 3, 8, 24, generator=generator) > 0.5
+    logit_bias = torch.zeros(2, 3, 8, 24).masked_fill(~allowed, MASK_VALUE)
+    logit_bias[0, 0, 1] = MASK_VALUE
+    logit_bias[0, 0, 1, 5] = SELF_MASK_VALUE
+    logit_bias[1, 2, 3] = MASK_VALUE
+    dropout = torch.nn.Dropout(0.0)
+    results = []
+    for need_logsumexp in (True, False):
+        with torch.autocast("cpu", dtype=torch.bfloat16, enabled=autocast):
+            outputs, logsumexp = attend(query, keys, values, logit_bias, dropout, need_logsumexp=need_logsumexp)
+        assert (logsumexp is None) == (not need_logsumexp)
+        grads = torch.autograd.grad(outputs.float().square().sum(), [query, keys, values])
+        results.append((outputs.float(), grads))
+    (expected, expected_grads), (actual, actual_grads) = results
+    assert torch.equal(actual[1, 2, 3], torch.zeros_like(actual[1, 2, 3]))
+    # Relative to the whole tensor: the kernels sum in different orders, and a single small
+    # gradient entry can differ by more than its own size in bf16.
+    tolerance = 2e-2 if autocast else 1e-5
+    for actual_tensor, expected_tensor in zip((actual, *actual_grads), (expected, *expected_grads)):
+        difference = (actual_tensor - expected_tensor).norm() / expected_tensor.norm()
+        assert difference <= tolerance, difference
