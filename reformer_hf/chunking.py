@@ -138,8 +138,9 @@ def fused_attention(
 ) -> torch.Tensor | None:
     """Compute ``attend``'s outputs with ``scaled_dot_product_attention``, or return None where it cannot.
 
-    The fused kernel never forms the ``[..., w, k]`` probabilities, which makes it several times
-    faster on CPUs. It is skipped under active dropout, whose masks the reversible backward pass
+    The fused kernel never forms the ``[..., w, k]`` probabilities. On one CPU thread, with windows
+    of 128 queries and 256 keys, its forward pass took 0.28 times the time of ``attend``'s softmax
+    path, and forward plus backward 0.6 times. It is skipped under active dropout, whose masks the reversible backward pass
     must replay from torch's generator, and under float16, where the mask value -1e9 overflows.
     """
     if dropout.training and dropout.p > 0:
@@ -201,7 +202,7 @@ def attend(
     logits = torch.matmul(query.float(), keys.float().transpose(-1, -2))
     if replace_masked:
         # transformers' order of operations: its float32 rounding at -1e9 gives a query whose keys
-        # are all masked the sum of their values, and the tests compare against that bit for bit.
+        # are all masked the sum of their values, and the parity tests compare against that.
         logits = torch.where(logit_bias == 0, logits, logit_bias)
         logsumexp = torch.logsumexp(logits, dim=-1, keepdim=True)
         probs = torch.exp(logits - logsumexp)
