@@ -106,6 +106,11 @@ class ReformerConfig(PretrainedConfig):
             forward pass and in the backward recomputation; 0 processes the whole sequence at once.
         reversible: Use reversible residual layers, which recompute activations in the backward
             pass instead of storing them. ``False`` runs the same weights as a plain residual stack.
+        irreversible_max_tokens: With ``reversible``, a training batch of at most this many
+            positions (batch size times the length padded to the chunk lengths) runs as a plain
+            residual stack instead. That skips the recomputation, about a quarter of a training
+            step, and stores each layer's activations, which is cheap for short batches. 0 (the
+            default) makes every batch reversible.
         layer_norm_eps: Epsilon of the layer norms.
         initializer_range: Standard deviation of the normal weight initialisation.
         axial_norm_std: Standard deviation of the initial axial position weights; ``None`` uses
@@ -158,6 +163,7 @@ class ReformerConfig(PretrainedConfig):
         max_position_embeddings: int | None = None,
         feed_forward_chunk_size: int = 0,
         reversible: bool = True,
+        irreversible_max_tokens: int = 0,
         layer_norm_eps: float = 1e-12,
         initializer_range: float = 0.02,
         axial_norm_std: float | None = None,
@@ -211,6 +217,7 @@ class ReformerConfig(PretrainedConfig):
         self.max_position_embeddings = max_position_embeddings
         self.feed_forward_chunk_size = feed_forward_chunk_size
         self.reversible = reversible
+        self.irreversible_max_tokens = irreversible_max_tokens
         self.layer_norm_eps = layer_norm_eps
         self.initializer_range = initializer_range
         self.axial_norm_std = axial_norm_std
@@ -247,7 +254,8 @@ class ReformerConfig(PretrainedConfig):
                      "lsh_chunk_length", "num_hashes", "local_chunk_length"):
             _check_positive_int(name, getattr(self, name))
         for name in ("lsh_num_chunks_before", "lsh_num_chunks_after", "local_num_chunks_before",
-                     "local_num_chunks_after", "feed_forward_chunk_size", "lm_head_chunk_size"):
+                     "local_num_chunks_after", "feed_forward_chunk_size", "lm_head_chunk_size",
+                     "irreversible_max_tokens"):
             _check_non_negative_int(name, getattr(self, name))
         for name in ("hidden_dropout_prob", "attention_probs_dropout_prob", "lsh_attention_probs_dropout_prob",
                      "local_attention_probs_dropout_prob", "classifier_dropout"):

@@ -266,6 +266,7 @@ class ReformerStack(nn.Module):
     def __init__(self, config: ReformerConfig):
         super().__init__()
         self.reversible = config.reversible
+        self.irreversible_max_tokens = config.irreversible_max_tokens
         self.layers = nn.ModuleList(ReformerLayer(config, index) for index in range(config.num_hidden_layers))
 
     def forward(
@@ -287,7 +288,8 @@ class ReformerStack(nn.Module):
         needs_grad = record is None and torch.is_grad_enabled() and (
             hidden_states.requires_grad or any(p.requires_grad for p in self.parameters())
         )
-        if self.reversible and needs_grad:
+        short = hidden_states.shape[0] * hidden_states.shape[1] <= self.irreversible_max_tokens
+        if self.reversible and needs_grad and not short:
             # FSDP reduces the gradients of a sharded layer's parameters itself (see the module docstring).
             params = [
                 p for layer in self.layers if not is_sharded(layer) for p in layer.parameters() if p.requires_grad

@@ -221,3 +221,30 @@ def test_backward_reuses_buckets(tiny_config, monkeypatch):
     monkeypatch.setattr(LSHSelfAttention, "forward", recording_forward)
     loss.backward()
     assert given_buckets == [True, True]
+
+
+@pytest.mark.parametrize("offset, expect_reversible", [(None, True), (-1, True), (0, False), (1000, False)])
+def test_short_batches_run_irreversibly(tiny_config, offset, expect_reversible):
+    # irreversible_max_tokens is set relative to the batch's positions after padding (2 rows);
+    # None leaves the default 0.
+    multiple = ReformerForCausalLM(tiny_config()).reformer.length_multiple
+    positions = 2 * -(-13 // multiple) * multiple
+    overrides = {} if offset is None else {"irreversible_max_tokens": positions + offset}
+    model = ReformerForCausalLM(tiny_config(**overrides, **DROPOUT))
+    reference = ReformerForCausalLM(tiny_config(reversible=False, **DROPOUT))
+    reference.load_state_dict(model.state_dict())
+    inputs = batch_inputs()
+    model.train()
+    torch.manual_seed(7)
+    loss = model(**inputs).loss
+    assert (REVERSIBLE_NODE in backward_node_names(loss)) == expect_reversible
+    loss_value, grads = loss_and_gradients(model, seed=7, **inputs)
+    reference_loss, reference_grads = loss_and_gradients(reference, seed=7, **inputs)
+    assert torch.equal(loss_value, reference_loss)
+    for name, grad in grads.items():
+        torch.testing.assert_close(grad, reference_grads[name], rtol=1e-4, atol=1e-6, msg=name)
+
+
+def test_irreversible_max_tokens_rejects_negative(tiny_config):
+    with pytest.raises(ValueError, match="irreversible_max_tokens"):
+        tiny_config(irreversible_max_tokens=-1)
