@@ -26,27 +26,80 @@ import math
 
 import torch
 
-from .chunking import MASK_VALUE, SELF_MASK_VALUE, padded_length
+from .chunking import MASK_VALUE, SELF_MASK_VALUE, _SoftmaxWithLogSumExp, padded_length
 from .local_attention import FullSelfAttention
 from .lsh_attention import combine_hash_rounds, hash_vectors, normalize_keys
+
+
+class _GrowingTensor:
+    """A tensor that grows along one dim, stored in a buffer with spare room.
+
+    Appending writes into the spare room and doubles the buffer when it is full, so generating
+    ``m`` tokens copies the cache O(log m) times instead of once per token.
+    """
+
+    def __init__(self, tensor: torch.Tensor, dim: int):
+        self.dim = dim
+        self.length = tensor.shape[dim]
+        self.buffer = tensor
+
+    @property
+    def value(self) -> torch.Tensor:
+        return self.buffer.narrow(self.dim, 0, self.length)
+
+    def append(self, tensor: torch.Tensor) -> None:
+        added = tensor.shape[self.dim]
+        if self.length + added > self.buffer.shape[self.dim]:
+            shape = list(self.buffer.shape)
+            shape[self.dim] = max(2 * (self.length + added), 16)
+            grown = self.buffer.new_empty(shape)
+            grown.narrow(self.dim, 0, self.length).copy_(self.value)
+            self.buffer = grown
+        self.buffer.narrow(self.dim, self.length, added).copy_(tensor)
+        self.length += added
+
+    def reorder(self, index: torch.Tensor) -> None:
+        self.buffer = self.value.index_select(0, index)
 
 
 class LayerCache:
     """Keys ``[b, h, L, d]``, values ``[b, h, L, d]`` and, for LSH layers, buckets ``[b, h, r, L]``.
 
-    LSH layers cache the shared query-key vectors as keys. Under ``chunk_window_wraps`` the buckets
-    carry the per-round offsets that transformers' Reformer adds, and are ``None`` until the layer
-    first hashes.
+    LSH layers cache the shared query-key vectors as keys, and also the keys normalised as LSH
+    attention uses them. Under ``chunk_window_wraps`` the buckets carry the per-round offsets that
+    transformers' Reformer adds, and are ``None`` until the layer first hashes.
     """
 
-    def __init__(self, keys: torch.Tensor, values: torch.Tensor, buckets: torch.Tensor | None = None):
-        self.keys = keys
-        self.values = values
+    def __init__(self, keys: torch.Tensor, values: torch.Tensor, buckets: torch.Tensor | None = None,
+                 normalize: bool = False):
+        self._keys = _GrowingTensor(keys, dim=2)
+        self._values = _GrowingTensor(values, dim=2)
+        self._normalized_keys = _GrowingTensor(normalize_keys(keys), dim=2) if normalize else None
         self.buckets = buckets
 
+    @property
+    def keys(self) -> torch.Tensor:
+        return self._keys.value
+
+    @property
+    def values(self) -> torch.Tensor:
+        return self._values.value
+
+    @property
+    def normalized_keys(self) -> torch.Tensor:
+        return self._normalized_keys.value
+
+    def append(self, keys: torch.Tensor, values: torch.Tensor) -> None:
+        """Add ``[b, h, 1, d]`` keys and values of a new token."""
+        self._keys.append(keys)
+        self._values.append(values)
+        if self._normalized_keys is not None:
+            self._normalized_keys.append(normalize_keys(keys))
+
     def reorder(self, index: torch.Tensor) -> None:
-        self.keys = self.keys.index_select(0, index)
-        self.values = self.values.index_select(0, index)
+        for stored in (self._keys, self._values, self._normalized_keys):
+            if stored is not None:
+                stored.reorder(index)
         if self.buckets is not None:
             self.buckets = self.buckets.index_select(0, index)
 
@@ -124,7 +177,7 @@ def prefill_layer(attention, normalized: torch.Tensor, buckets: torch.Tensor | N
             else:
                 width = attention.num_buckets + (1 if transformers_stage["padded"] else 0)
                 buckets = buckets + width * torch.arange(buckets.shape[2], device=buckets.device)[:, None]
-        return LayerCache(keys, values, buckets)
+        return LayerCache(keys, values, buckets, normalize=True)
     return LayerCache(heads(attention.key(normalized), h), heads(attention.value(normalized), h))
 
 
@@ -165,21 +218,21 @@ def step_attention(attention, normalized: torch.Tensor, layer: LayerCache, key_v
     h = attention.num_heads
     if hasattr(attention, "query_key"):
         query = heads(attention.query_key(normalized), h)  # [b, h, 1, d]
-        layer.keys = torch.cat([layer.keys, query], dim=2)
-        layer.values = torch.cat([layer.values, heads(attention.value(normalized), h)], dim=2)
+        layer.append(query, heads(attention.value(normalized), h))
         outputs = _lsh_step(attention, query, layer, key_valid, positions, num_hashes)
     else:
         query = heads(attention.query(normalized), h)
-        layer.keys = torch.cat([layer.keys, heads(attention.key(normalized), h)], dim=2)
-        layer.values = torch.cat([layer.values, heads(attention.value(normalized), h)], dim=2)
+        layer.append(heads(attention.key(normalized), h), heads(attention.value(normalized), h))
         outputs = _local_step(attention, query, layer, key_valid, positions)
     return outputs.transpose(1, 2).reshape(b, 1, -1)
 
 
 def _softmax_attend(logits: torch.Tensor, values: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-    """``[b, h, r, L]`` float32 logits and ``[b, h, L, d]`` values to outputs ``[b, h, r, d]`` and lse ``[b, h, r]``."""
-    lse = torch.logsumexp(logits, dim=-1, keepdim=True)
-    probs = torch.exp(logits - lse)
+    """``[b, h, r, L]`` float32 logits and ``[b, h, L, d]`` values to outputs ``[b, h, r, d]`` and lse ``[b, h, r]``.
+
+    The softmax is chunking's, which keeps masked logits off the slow path of torch's exp.
+    """
+    probs, lse = _SoftmaxWithLogSumExp.apply(logits, False)
     return torch.matmul(probs.to(values.dtype), values), lse.squeeze(-1)
 
 
@@ -196,9 +249,14 @@ def _local_step(attention, query, layer, key_valid, positions) -> torch.Tensor:
             # counts from the end of the cache.
             lower = torch.where(lower < 0, (current + lower).clamp(min=0), lower)
     allowed = key_valid & (positions >= lower) & (positions <= current)  # [b, L]
-    logits = torch.matmul((query * d**-0.5).float(), layer.keys.float().transpose(-1, -2))  # [b, h, 1, L]
+    # Attend only from the first slot that some row's window reaches. The keys before it are masked
+    # in every row, so leaving them out changes no attention weight and keeps each step O(window).
+    start = int(allowed.any(dim=0).int().argmax())
+    allowed = allowed[:, start:]
+    keys, values = layer.keys[:, :, start:], layer.values[:, :, start:]
+    logits = torch.matmul((query * d**-0.5).float(), keys.float().transpose(-1, -2))  # [b, h, 1, L - start]
     logits = torch.where(allowed[:, None, None, :], logits, MASK_VALUE)
-    outputs, _ = _softmax_attend(logits, layer.values)
+    outputs, _ = _softmax_attend(logits, values)
     return outputs  # [b, h, 1, d]
 
 
@@ -207,7 +265,7 @@ def _lsh_step(attention, query, layer, key_valid, positions, num_hashes) -> torc
     b, h, length, _ = layer.keys.shape
     rotations = attention.draw_rotations(num_hashes, query.device, query.dtype)
     query_buckets = hash_vectors(query, rotations, attention.bucket_factors)  # [b, h, r, 1]
-    dots = torch.matmul(query.float(), normalize_keys(layer.keys).float().transpose(-1, -2))  # [b, h, 1, L]
+    dots = torch.matmul(query.float(), layer.normalized_keys.float().transpose(-1, -2))  # [b, h, 1, L]
     is_self = torch.zeros(length, dtype=torch.bool, device=query.device)
     is_self[-1] = True
 
