@@ -141,3 +141,19 @@ def test_speed_rejects_zero_steps(tmp_path):
     completed = run_speed("--steps", "0", "--output-dir", str(tmp_path), timeout=60)
     assert completed.returncode == 2
     assert "--steps must be at least 1" in completed.stderr
+
+
+def test_generation_benchmark_quick_run(tmp_path):
+    # Checks that the harness works: every point is recorded with finite, positive rates.
+    completed = subprocess.run(
+        [sys.executable, str(REPO_ROOT / "benchmarks" / "generation.py"), "--quick", "--output-dir", str(tmp_path)],
+        cwd=REPO_ROOT, capture_output=True, text=True, timeout=300,
+    )
+    assert completed.returncode == 0, completed.stderr[-3000:]
+    result = json.loads((tmp_path / "generation.json").read_text())
+    assert {point["implementation"] for point in result["points"]} == {"reformer_hf", "transformers"}
+    for point in result["points"]:
+        assert point["status"] == "ok", point
+        assert math.isfinite(point["new_tokens_per_second"])
+        assert point["new_tokens_per_second"] > 0
+        assert point["prefill_seconds"] > 0
