@@ -71,11 +71,13 @@ class LayerCache:
     """
 
     def __init__(self, keys: torch.Tensor, values: torch.Tensor, buckets: torch.Tensor | None = None,
-                 normalize: bool = False):
+                 normalize: bool = False, rotations: torch.Tensor | None = None):
         self._keys = _GrowingTensor(keys, dim=2)
         self._values = _GrowingTensor(values, dim=2)
         self._normalized_keys = _GrowingTensor(normalize_keys(keys), dim=2) if normalize else None
         self.buckets = buckets
+        # The rotations the prompt was hashed with: later tokens must land in the same buckets.
+        self.rotations = rotations
 
     @property
     def keys(self) -> torch.Tensor:
@@ -157,7 +159,8 @@ def heads(tensor: torch.Tensor, num_heads: int) -> torch.Tensor:
     return tensor.view(b, n, num_heads, -1).transpose(1, 2)
 
 
-def prefill_layer(attention, normalized: torch.Tensor, buckets: torch.Tensor | None, transformers_stage: dict) -> LayerCache:
+def prefill_layer(attention, normalized: torch.Tensor, buckets: torch.Tensor | None, transformers_stage: dict,
+                  rotations: torch.Tensor | None = None) -> LayerCache:
     """Cache one layer after a full forward pass over the prompt.
 
     Args:
@@ -166,6 +169,7 @@ def prefill_layer(attention, normalized: torch.Tensor, buckets: torch.Tensor | N
         buckets: ``[b, h, r, n]`` buckets of the forward pass (LSH layers).
         transformers_stage: For ``chunk_window_wraps``: ``hashed`` (whether transformers' Reformer
             hashed the prompt) and ``padded`` (whether it padded it, which widens the bucket offsets).
+        rotations: ``[h, d, r, s]`` rotations of the forward pass (LSH layers).
     """
     h = attention.num_heads
     if hasattr(attention, "query_key"):
@@ -177,7 +181,7 @@ def prefill_layer(attention, normalized: torch.Tensor, buckets: torch.Tensor | N
             else:
                 width = attention.num_buckets + (1 if transformers_stage["padded"] else 0)
                 buckets = buckets + width * torch.arange(buckets.shape[2], device=buckets.device)[:, None]
-        return LayerCache(keys, values, buckets, normalize=True)
+        return LayerCache(keys, values, buckets, normalize=True, rotations=rotations)
     return LayerCache(heads(attention.key(normalized), h), heads(attention.value(normalized), h))
 
 
@@ -263,7 +267,11 @@ def _local_step(attention, query, layer, key_valid, positions) -> torch.Tensor:
 def _lsh_step(attention, query, layer, key_valid, positions, num_hashes) -> torch.Tensor:
     config = attention.config
     b, h, length, _ = layer.keys.shape
-    rotations = attention.draw_rotations(num_hashes, query.device, query.dtype)
+    if layer.rotations is not None and not _like_transformers(attention) and layer.rotations.shape[2] == num_hashes:
+        rotations = layer.rotations
+    else:
+        # transformers' Reformer draws new rotations at every step, which its cached mode follows.
+        rotations = attention.draw_rotations(num_hashes, query.device, query.dtype)
     query_buckets = hash_vectors(query, rotations, attention.bucket_factors)  # [b, h, r, 1]
     dots = torch.matmul(query.float(), layer.normalized_keys.float().transpose(-1, -2))  # [b, h, 1, L]
     is_self = torch.zeros(length, dtype=torch.bool, device=query.device)

@@ -241,6 +241,7 @@ class LSHSelfAttention(nn.Module):
         key_padding_mask: torch.Tensor,
         num_hashes: int | None = None,
         buckets: torch.Tensor | None = None,
+        rotations_out: list | None = None,
     ) -> tuple[torch.Tensor, torch.Tensor]:
         """Attend with LSH.
 
@@ -251,6 +252,8 @@ class LSHSelfAttention(nn.Module):
             num_hashes: Hash rounds for this call; the config's ``num_hashes`` when ``None``.
             buckets: ``[b, h, r, n]`` buckets to reuse instead of hashing, as returned by an
                 earlier call on the same input.
+            rotations_out: When given, receives the rotations ``[h, d, r, s]`` of this call, which
+                the generation cache keeps to hash later tokens alike.
 
         Returns:
             Outputs ``[b, n, h * d]`` and the buckets ``[b, h, r, n]``.
@@ -265,6 +268,8 @@ class LSHSelfAttention(nn.Module):
         # Rotations are drawn on every call, even when buckets are given, so that the default
         # generator advances identically in the forward pass and in the backward recomputation.
         rotations = self.draw_rotations(num_hashes, hidden_states.device, query_key.dtype)
+        if rotations_out is not None:
+            rotations_out.append(rotations)
         if buckets is None:
             buckets = hash_vectors(query_key, rotations, self.bucket_factors)
             padding = ~key_padding_mask[:, None, None, :]

@@ -297,10 +297,12 @@ class ReformerModel(ReformerPreTrainedModel):
         if caching:
             cache = cache if cache is not None else ReformerCache()
             stage = transformers_prefill_stage(self.config, length, not bool(real.all()))
-            for layer, (normalized, buckets) in zip(self.encoder.layers, record):
+            for layer, (normalized, buckets, rotations) in zip(self.encoder.layers, record):
                 if buckets is not None:
                     buckets = buckets[..., :length]
-                cache.layers.append(prefill_layer(layer.attention.self_attention, normalized[:, :length], buckets, stage))
+                cache.layers.append(
+                    prefill_layer(layer.attention.self_attention, normalized[:, :length], buckets, stage, rotations)
+                )
             cache.key_valid, cache.positions, cache.num_hashes = real, position_ids, requested_hashes
 
         def restore(states: torch.Tensor) -> torch.Tensor:

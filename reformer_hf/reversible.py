@@ -62,11 +62,19 @@ class AttentionBlock(nn.Module):
         buckets: torch.Tensor | None = None,
         record: list | None = None,
     ) -> tuple[torch.Tensor, torch.Tensor | None]:
-        """Return the block's output and the buckets used; ``record`` receives ``(normalized inputs, buckets)``."""
+        """Return the block's output and the buckets used.
+
+        ``record`` receives ``(normalized inputs, buckets, rotations)``, with ``None`` for the last
+        two in local and full attention.
+        """
         normalized = self.layer_norm(hidden_states)
-        attention_outputs, buckets = self.self_attention(normalized, key_padding_mask, num_hashes=num_hashes, buckets=buckets)
+        rotations = [] if record is not None and isinstance(self.self_attention, LSHSelfAttention) else None
+        kwargs = {} if rotations is None else {"rotations_out": rotations}
+        attention_outputs, buckets = self.self_attention(
+            normalized, key_padding_mask, num_hashes=num_hashes, buckets=buckets, **kwargs
+        )
         if record is not None:
-            record.append((normalized, buckets))
+            record.append((normalized, buckets, rotations[0] if rotations else None))
         return self.dropout(self.output(attention_outputs)), buckets
 
 

@@ -44,6 +44,22 @@ def test_steps_from_cache_equal_full_forward(name):
     assert prefill.cache.get_seq_length() == 40
 
 
+@pytest.mark.parametrize("num_hashes", [1, 2])
+def test_unseeded_cache_hashes_new_tokens_with_prompt_rotations(num_hashes):
+    # Without hash_seed every forward pass draws new rotations. The cache must keep the prompt's
+    # rotations, so that new tokens land in the buckets the cached keys were sorted into. Seeding
+    # the default generator alike before the prefill and the full pass gives both the same draws.
+    model = causal_model(hash_seed=None, num_hashes=num_hashes)
+    input_ids = torch.randint(3, 30, (2, 40), generator=torch.Generator().manual_seed(3))
+    with torch.no_grad():
+        torch.manual_seed(5)
+        full = model(input_ids).logits
+        torch.manual_seed(5)
+        prefill = model(input_ids[:, :13], use_cache=True)
+        steps = [model(input_ids[:, t : t + 1], cache=prefill.cache).logits for t in range(13, 40)]
+    torch.testing.assert_close(torch.cat(steps, dim=1), full[:, 13:], atol=1e-5, rtol=0)
+
+
 @pytest.mark.parametrize("name", ["mixed-3-rounds", "mixed-factorised"])
 def test_cached_generation_equals_uncached_with_left_padding(name):
     model = causal_model(**SCHEDULES[name])
