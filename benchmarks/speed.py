@@ -20,10 +20,10 @@ runs out of memory or raises is recorded with status ``"timeout"``, ``"oom"`` or
 message, never dropped. The implementations are interleaved at each length, so that drift of the
 machine (heat, other load) affects all of them alike.
 
-Per point: the median time of a training step (forward, backward and an AdamW step, after one warm-up
-step) and of an inference forward pass under ``torch.no_grad``, tokens per second for both, the peak
-RSS of the worker (``ru_maxrss``) and its growth over the RSS after the model was built, and the
-achieved GFLOP/s by the formula in ``FLOP_FORMULA``. The float32 and bfloat16 matmul peaks of the
+Per point it records the median time of a training step (forward, backward and an AdamW step, after
+one warm-up step) and of an inference forward pass under ``torch.no_grad``, and tokens per second for
+both. It also records the peak RSS of the worker (``ru_maxrss``), its growth over the RSS after the
+model was built, and the achieved GFLOP/s by the formula in ``FLOP_FORMULA``. The float32 and bfloat16 matmul peaks of the
 machine are measured in the same run, for each thread count, as the scale for those GFLOP/s.
 
 Run from the repository root: ``python benchmarks/speed.py --output-dir benchmarks/results``.
@@ -176,31 +176,38 @@ def build_full_attention_model(depth: int, length: int):
     return model, embeddings
 
 
-def build_reformer_hf_model(spec: dict):
-    from reformer_hf import ReformerConfig, ReformerForCausalLM
-
+def reformer_sizes(spec: dict) -> dict:
+    """Return the config fields that both Reformer implementations name alike."""
     length = spec["length"]
-    config = ReformerConfig(
+    return dict(
         vocab_size=VOCAB_SIZE,
         hidden_size=HIDDEN_SIZE,
         num_attention_heads=NUM_HEADS,
         attention_head_size=HEAD_SIZE,
         feed_forward_size=FEED_FORWARD_SIZE,
         hidden_act="relu",
-        attention_layers=attention_layers_for(spec["depth"]),
-        lsh_chunk_length=LSH_CHUNK_LENGTH,
         lsh_num_chunks_before=CHUNKS_BEFORE,
         lsh_num_chunks_after=0,
         num_buckets=num_buckets_for(length),
         num_hashes=spec["num_hashes"],
-        local_chunk_length=LOCAL_CHUNK_LENGTH,
         local_num_chunks_before=CHUNKS_BEFORE,
         local_num_chunks_after=0,
         hidden_dropout_prob=0.0,
         attention_probs_dropout_prob=0.0,
-        axial_pos_shape=axial_pos_shape_for(length),
-        axial_pos_embds_dim=AXIAL_POS_EMBDS_DIM,
         is_decoder=True,
+    )
+
+
+def build_reformer_hf_model(spec: dict):
+    from reformer_hf import ReformerConfig, ReformerForCausalLM
+
+    config = ReformerConfig(
+        **reformer_sizes(spec),
+        attention_layers=attention_layers_for(spec["depth"]),
+        lsh_chunk_length=LSH_CHUNK_LENGTH,
+        local_chunk_length=LOCAL_CHUNK_LENGTH,
+        axial_pos_shape=axial_pos_shape_for(spec["length"]),
+        axial_pos_embds_dim=AXIAL_POS_EMBDS_DIM,
     )
     model = ReformerForCausalLM(config)
     return model, embedding_parameter_ids(model)
@@ -209,33 +216,18 @@ def build_reformer_hf_model(spec: dict):
 def build_transformers_model(spec: dict):
     from transformers import ReformerConfig, ReformerModelWithLMHead
 
-    length = spec["length"]
     config = ReformerConfig(
-        vocab_size=VOCAB_SIZE,
-        hidden_size=HIDDEN_SIZE,
-        num_attention_heads=NUM_HEADS,
-        attention_head_size=HEAD_SIZE,
-        feed_forward_size=FEED_FORWARD_SIZE,
-        hidden_act="relu",
+        **reformer_sizes(spec),
         attn_layers=attention_layers_for(spec["depth"]),
         lsh_attn_chunk_length=LSH_CHUNK_LENGTH,
-        lsh_num_chunks_before=CHUNKS_BEFORE,
-        lsh_num_chunks_after=0,
-        num_buckets=num_buckets_for(length),
-        num_hashes=spec["num_hashes"],
         local_attn_chunk_length=LOCAL_CHUNK_LENGTH,
-        local_num_chunks_before=CHUNKS_BEFORE,
-        local_num_chunks_after=0,
-        hidden_dropout_prob=0.0,
-        attention_probs_dropout_prob=0.0,
         lsh_attention_probs_dropout_prob=0.0,
         local_attention_probs_dropout_prob=0.0,
-        axial_pos_shape=list(axial_pos_shape_for(length)),
+        axial_pos_shape=list(axial_pos_shape_for(spec["length"])),
         axial_pos_embds_dim=list(AXIAL_POS_EMBDS_DIM),
-        max_position_embeddings=length,
+        max_position_embeddings=spec["length"],
         chunk_size_lm_head=0,
         chunk_size_feed_forward=0,
-        is_decoder=True,
         tie_word_embeddings=False,
     )
     model = ReformerModelWithLMHead(config)

@@ -95,8 +95,8 @@ def run_trainer(output_dir: Path) -> None:
     model = build_model()
     rows = batches().reshape(-1, LENGTH)
     dataset = Dataset.from_dict({"input_ids": rows.tolist(), "labels": rows.tolist()})
-    # The Trainer gives each rank its own batches of the shuffled order, so with GLOBAL_BATCH
-    # split over the ranks every optimizer step sees the rows a single process would see.
+    # The Trainer gives each rank its own batches of the shuffled order. With GLOBAL_BATCH split over
+    # the ranks, every optimizer step therefore uses the rows that a single process would use.
     world = PartialState(cpu=True).num_processes
     arguments = TrainingArguments(
         output_dir=str(output_dir / "trainer"), per_device_train_batch_size=GLOBAL_BATCH // world, max_steps=STEPS, learning_rate=1e-2,
