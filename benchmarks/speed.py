@@ -1,9 +1,11 @@
-"""Measure training and inference speed and memory of reformer_hf, transformers' Reformer and full attention.
+"""Measure training and inference speed and memory of reformer_hf and three other implementations.
 
-Three implementations of one causal language model run at growing sequence lengths:
+Four implementations of one causal language model run at growing sequence lengths:
 
     reformer_hf: ``reformer_hf.ReformerForCausalLM``.
     transformers: ``transformers.ReformerModelWithLMHead`` with the same sizes.
+    reformer_pytorch: ``reformer_pytorch.ReformerLM`` (lucidrains' ``reformer-pytorch`` package, read
+        at version 1.4.4), as close to the same sizes as it allows. The differences are listed below.
     full_attention: a pre-norm Transformer of the same width and depth, written here, whose
         attention is ``torch.nn.functional.scaled_dot_product_attention(is_causal=True)``.
 
@@ -13,24 +15,49 @@ chunks are 64 tokens and LSH chunks 128, each with one chunk of look-back and no
 LSH uses 1 hash round. ``num_buckets`` is ``2 * length / 128`` rounded to a power of two. The axial
 position shape is two factors whose product is the length.
 
-Each point (implementation, length, depth, hash rounds, threads) runs in its own subprocess, so that
-the peak resident set size (RSS) of one point does not include another's. The script re-invokes
-itself with ``--worker SPEC_JSON`` and reads one JSON line back. A point that runs past ``--timeout``,
-runs out of memory or raises is recorded with status ``"timeout"``, ``"oom"`` or ``"error"`` and its
-message, never dropped. The implementations are interleaved at each length, so that drift of the
-machine (heat, other load) affects all of them alike.
+reformer_pytorch differs from the reference model in these ways, all fixed by its ``ReformerLM``:
+
+- Every layer is LSH attention. Its only local attention is ``n_local_attn_heads``, which gives some
+  heads of every LSH layer a local window of ``2 * bucket_size`` = 256 tokens plus one window of
+  look-back (512 keys per query). Those heads would score more keys than its LSH heads (256), so
+  all-LSH layers (256 keys per query in every layer) come closer to the reference's 128 and 256.
+  Every layer so has one shared query-key projection, where the reference's local layers have
+  separate query and key projections.
+- ``bucket_size`` is the length of a sorted chunk, so it is set to the LSH chunk length, 128. The
+  bucket count follows from it as ``length / bucket_size``, half the reference's, and the length
+  must be a multiple of ``2 * bucket_size`` = 256.
+- Its axial position embeddings are summed, two tables of width 256, not concatenated widths 64 and
+  192. Its two reversible streams are averaged before the final layer norm, so its LM head has 256
+  inputs where the Hugging Face Reformers concatenate the streams into 512.
+- It computes attention with ``einsum`` and masks, with no fused kernel, and draws new random
+  rotations for hashing at every forward pass.
+
+Each point (implementation, length, depth, hash rounds, threads, dtype) runs in its own subprocess,
+so that the peak resident set size (RSS) of one point does not include another's. The script
+re-invokes itself with ``--worker SPEC_JSON`` and reads one JSON line back. A point that runs past
+``--timeout``, runs out of memory or raises is recorded with status ``"timeout"``, ``"oom"`` or
+``"error"`` and its message, never dropped. The implementations are interleaved at each length, so
+that drift of the machine (heat, other load) affects all of them alike.
 
 Per point it records the median time of a training step (forward, backward and an AdamW step, after
 one warm-up step) and of an inference forward pass under ``torch.no_grad``, and tokens per second for
 both. It also records the peak RSS of the worker (``ru_maxrss``), its growth over the RSS after the
-model was built, and the achieved GFLOP/s by the formula in ``FLOP_FORMULA``. The float32 and bfloat16 matmul peaks of the
-machine are measured in the same run, for each thread count, as the scale for those GFLOP/s.
+model was built, the loss of the last timed training step, and the achieved GFLOP/s by the formula
+in ``FLOP_FORMULA``. The float32 and bfloat16 matmul peaks of the machine are measured in the same
+run, for each thread count, and each point's GFLOP/s is also given as a fraction of the peak of its
+dtype. With ``--dtypes bfloat16`` the forward passes run under bfloat16 autocast while the weights
+and the optimizer stay float32. With ``--device cuda`` the workers run on the GPU and also record
+``torch.cuda.max_memory_allocated``.
 
 Run from the repository root: ``python benchmarks/speed.py --output-dir benchmarks/results``.
 """
 
 import argparse
+import contextlib
+import difflib
 import importlib.metadata
+import inspect
+import itertools
 import json
 import math
 import os
@@ -43,7 +70,9 @@ import time
 from pathlib import Path
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
-IMPLEMENTATIONS = ("reformer_hf", "transformers", "full_attention")
+IMPLEMENTATIONS = ("reformer_hf", "transformers", "reformer_pytorch", "full_attention")
+DTYPES = ("float32", "bfloat16")
+DEVICES = ("cpu", "cuda")
 RESULT_PREFIX = "SPEED_RESULT "
 
 HIDDEN_SIZE = 256
@@ -60,13 +89,19 @@ AXIAL_POS_EMBDS_DIM = (64, 192)
 FLOP_FORMULA = (
     "FLOPs per training token = c * N + c/2 * sum over layers of 4 * heads * head_size * keys_per_query, "
     "where N is the number of parameters outside the token and position embeddings (the LM head "
-    "counts), c = 8 for the reversible Reformers (forward, recomputed forward, backward = 2 forwards) "
-    "and c = 6 for full attention. The second term is the query-key score and the probability-value "
-    "products (2 multiply-adds each, per key scored). keys_per_query is the key window computed per "
-    "query: (1 + chunks_before) * local_chunk_length for local attention, num_hashes * (1 + "
-    "chunks_before) * lsh_chunk_length for LSH attention, and (length + 1) / 2 for causal full "
-    "attention. Inference FLOPs per token are the same with c = 2. Achieved GFLOP/s = FLOPs per token "
-    "* tokens per second / 1e9."
+    "counts), c = 8 for the reversible Reformers reformer_hf, transformers and reformer_pytorch "
+    "(forward, recomputed forward, backward = 2 forwards) and c = 6 for full attention. The second "
+    "term is the query-key score and the probability-value products (2 FLOPs per multiply-add, per "
+    "key scored). keys_per_query is the key window computed per query: (1 + chunks_before + "
+    "chunks_after) * local_chunk_length for local attention, num_hashes * (1 + chunks_before + "
+    "chunks_after) * lsh_chunk_length for LSH attention, and (length + 1) / 2 for causal full "
+    "attention. reformer_pytorch has LSH attention in every layer, with chunks of bucket_size = "
+    "lsh_chunk_length tokens and one chunk of look-back. With reformer_hf_options, reformer_hf's "
+    "terms come from its built config (attention_layers, chunk lengths, look-back and look-ahead, "
+    "num_hashes, heads and head size), and c = 6 when its training step is not reversible "
+    "(reversible=false, or irreversible_max_tokens at least the tokens of the batch). Inference "
+    "FLOPs per token are the same with c = 2. Achieved GFLOP/s = FLOPs per token * tokens per second "
+    "/ 1e9, and the fraction of peak divides it by the matmul peak of the point's dtype."
 )
 
 
@@ -93,26 +128,80 @@ def axial_pos_shape_for(length: int) -> tuple[int, int]:
     return first, length // first
 
 
-def keys_per_query(kind: str, length: int, num_hashes: int) -> float:
-    """Return the number of keys one query scores in one head of a layer of this attention kind."""
+def keys_per_query(
+    kind: str,
+    length: int,
+    num_hashes: int,
+    *,
+    chunk_length: int | None = None,
+    chunks_before: int = CHUNKS_BEFORE,
+    chunks_after: int = 0,
+) -> float:
+    """Return the number of keys one query scores in one head of a layer of this attention kind.
+
+    ``chunk_length`` defaults to the reference model's chunk length of the kind.
+    """
+    window_chunks = 1 + chunks_before + chunks_after
     if kind == "local":
-        return (1 + CHUNKS_BEFORE) * min(LOCAL_CHUNK_LENGTH, length)
+        return window_chunks * min(chunk_length or LOCAL_CHUNK_LENGTH, length)
     if kind == "lsh":
-        return num_hashes * (1 + CHUNKS_BEFORE) * min(LSH_CHUNK_LENGTH, length)
+        return num_hashes * window_chunks * min(chunk_length or LSH_CHUNK_LENGTH, length)
     if kind == "full":
         return (length + 1) / 2
     raise ValueError(f"Attention kind {kind!r} is invalid. Use 'local', 'lsh' or 'full'.")
 
 
-def flops_per_token(implementation: str, non_embedding_parameters: int, spec: dict) -> dict:
-    """Return the training and inference FLOPs per token of ``FLOP_FORMULA``."""
+def attention_layout(implementation: str, spec: dict, config=None) -> dict:
+    """Return the terms of ``FLOP_FORMULA`` that depend on the model: c, heads * head_size, keys per query per layer.
+
+    ``config`` is reformer_hf's built ``ReformerConfig``. When given, reformer_hf's terms come from
+    it, so that ``--reformer-hf-option`` overrides are counted.
+    """
+    length, num_hashes = spec["length"], spec["num_hashes"]
+    if implementation == "reformer_hf" and config is not None:
+        return reformer_hf_attention_layout(config, length)
     if implementation == "full_attention":
         kinds, training_factor = ["full"] * spec["depth"], 6
+    elif implementation == "reformer_pytorch":
+        kinds, training_factor = ["lsh"] * spec["depth"], 8
     else:
         kinds, training_factor = attention_layers_for(spec["depth"]), 8
-    attention_forward = sum(
-        4 * NUM_HEADS * HEAD_SIZE * keys_per_query(kind, spec["length"], spec["num_hashes"]) for kind in kinds
-    )
+    return {
+        "training_flop_factor": training_factor,
+        "attention_width": NUM_HEADS * HEAD_SIZE,
+        "keys_per_query": [keys_per_query(kind, length, num_hashes) for kind in kinds],
+    }
+
+
+def reformer_hf_attention_layout(config, length: int) -> dict:
+    """Return ``attention_layout``'s terms read from a reformer_hf ``ReformerConfig``."""
+    keys = []
+    for kind in config.attention_layers:
+        if kind == "lsh":
+            keys.append(keys_per_query(
+                "lsh", length, config.num_hashes, chunk_length=config.lsh_chunk_length,
+                chunks_before=config.lsh_num_chunks_before, chunks_after=config.lsh_num_chunks_after,
+            ))
+        elif kind == "local":
+            keys.append(keys_per_query(
+                "local", length, config.num_hashes, chunk_length=config.local_chunk_length,
+                chunks_before=config.local_num_chunks_before, chunks_after=config.local_num_chunks_after,
+            ))
+        else:
+            keys.append(keys_per_query(kind, length, config.num_hashes))
+    # A training batch of at most irreversible_max_tokens positions runs as a plain residual stack.
+    reversible = config.reversible and BATCH_SIZE * length > config.irreversible_max_tokens
+    return {
+        "training_flop_factor": 8 if reversible else 6,
+        "attention_width": config.num_attention_heads * config.attention_head_size,
+        "keys_per_query": keys,
+    }
+
+
+def flops_per_token(layout: dict, non_embedding_parameters: int) -> dict:
+    """Return the training and inference FLOPs per token of ``FLOP_FORMULA``."""
+    training_factor = layout["training_flop_factor"]
+    attention_forward = sum(4 * layout["attention_width"] * keys for keys in layout["keys_per_query"])
     return {
         "training": training_factor * non_embedding_parameters + training_factor / 2 * attention_forward,
         "inference": 2 * non_embedding_parameters + attention_forward,
@@ -199,9 +288,20 @@ def reformer_sizes(spec: dict) -> dict:
 
 
 def build_reformer_hf_model(spec: dict):
+    """Build the reference model as ``reformer_hf.ReformerForCausalLM``.
+
+    The spec's optional ``"reformer_hf_options"`` (a dict) override the reference's config fields
+    or set other ``ReformerConfig`` parameters.
+
+    Raises:
+        ValueError: an option names no parameter of ``ReformerConfig``, or ``ReformerConfig``
+            rejects a value.
+    """
     from reformer_hf import ReformerConfig, ReformerForCausalLM
 
-    config = ReformerConfig(
+    options = spec.get("reformer_hf_options") or {}
+    check_reformer_hf_options(options, ReformerConfig)
+    config_fields = dict(
         **reformer_sizes(spec),
         attention_layers=attention_layers_for(spec["depth"]),
         lsh_chunk_length=LSH_CHUNK_LENGTH,
@@ -209,8 +309,28 @@ def build_reformer_hf_model(spec: dict):
         axial_pos_shape=axial_pos_shape_for(spec["length"]),
         axial_pos_embds_dim=AXIAL_POS_EMBDS_DIM,
     )
+    config = ReformerConfig(**{**config_fields, **options})
     model = ReformerForCausalLM(config)
     return model, embedding_parameter_ids(model)
+
+
+def check_reformer_hf_options(options: dict, config_class) -> None:
+    """Raise ``ValueError`` for an option that is not a named parameter of ``config_class``.
+
+    ``ReformerConfig`` stores unknown keyword arguments as attributes without complaint, so a
+    misspelt option would otherwise run the reference model unchanged.
+    """
+    parameters = inspect.signature(config_class.__init__).parameters
+    valid = sorted(name for name, parameter in parameters.items()
+                   if parameter.kind is inspect.Parameter.KEYWORD_ONLY)
+    for key in options:
+        if key not in valid:
+            close = difflib.get_close_matches(key, valid, n=1)
+            hint = f"Did you mean {close[0]!r}? " if close else ""
+            raise ValueError(
+                f"reformer_hf option {key!r} is not a parameter of ReformerConfig. {hint}"
+                f"Valid keys: {', '.join(valid)}."
+            )
 
 
 def build_transformers_model(spec: dict):
@@ -232,6 +352,64 @@ def build_transformers_model(spec: dict):
     )
     model = ReformerModelWithLMHead(config)
     return model, embedding_parameter_ids(model)
+
+
+def build_reformer_pytorch_model(spec: dict):
+    """Build lucidrains' ``reformer_pytorch.ReformerLM`` with the reference sizes, wrapped to return a loss.
+
+    The differences from the reference model are listed in the module docstring.
+
+    Raises:
+        ImportError: reformer_pytorch is not installed or fails to import.
+        ValueError: the length is not a multiple of ``2 * bucket_size``.
+    """
+    from torch import nn
+    from torch.nn import functional as F
+
+    try:
+        from reformer_pytorch import ReformerLM
+    except ImportError as error:
+        raise ImportError(
+            f"reformer_pytorch failed to import ({type(error).__name__}: {error}). "
+            "Install it with pip install reformer-pytorch, or the 'benchmarks' extra of reformer_hf."
+        ) from error
+
+    length = spec["length"]
+    # bucket_size is the length of one sorted chunk, because ReformerLM hashes into length / bucket_size
+    # buckets and splits the n_hashes * length sorted positions into n_hashes * length / bucket_size chunks.
+    bucket_size = LSH_CHUNK_LENGTH
+    if length % (2 * bucket_size):
+        raise ValueError(
+            f"reformer_pytorch needs a length that is a multiple of 2 * bucket_size = {2 * bucket_size}, "
+            f"got {length}. Use a length such as {max(1, round(length / (2 * bucket_size))) * 2 * bucket_size}."
+        )
+
+    class ReformerPytorchLM(nn.Module):
+        """``ReformerLM`` returning ``(logits, loss)``, with the next-token loss computed here."""
+
+        def __init__(self):
+            super().__init__()
+            self.lm = ReformerLM(
+                num_tokens=VOCAB_SIZE, dim=HIDDEN_SIZE, depth=spec["depth"], max_seq_len=length,
+                heads=NUM_HEADS, dim_head=HEAD_SIZE, ff_mult=FEED_FORWARD_SIZE // HIDDEN_SIZE,
+                ff_activation=nn.ReLU, bucket_size=bucket_size, n_hashes=spec["num_hashes"], causal=True,
+                lsh_dropout=0.0, ff_dropout=0.0, post_attn_dropout=0.0, layer_dropout=0.0,
+                weight_tie=False, ff_chunks=1, attn_chunks=1, n_local_attn_heads=0,
+                # reverse_thres=0 keeps every length reversible, the package's default.
+                reverse_thres=0,
+                axial_position_emb=True, axial_position_shape=axial_pos_shape_for(length),
+            )
+
+        def forward(self, input_ids, labels=None):
+            logits = self.lm(input_ids)
+            if labels is None:
+                return logits, None
+            loss = F.cross_entropy(logits[:, :-1].reshape(-1, VOCAB_SIZE), labels[:, 1:].reshape(-1))
+            return logits, loss
+
+    model = ReformerPytorchLM()
+    embedding_ids = {id(model.lm.token_emb.weight), *(id(p) for p in model.lm.pos_emb.parameters())}
+    return model, embedding_ids
 
 
 def embedding_parameter_ids(model) -> set[int]:
@@ -263,6 +441,36 @@ def peak_rss_bytes() -> int:
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024
 
 
+MODEL_BUILDERS = {
+    "reformer_hf": build_reformer_hf_model,
+    "transformers": build_transformers_model,
+    "reformer_pytorch": build_reformer_pytorch_model,
+    "full_attention": lambda spec: build_full_attention_model(spec["depth"], spec["length"]),
+}
+
+
+def autocast_for(spec: dict):
+    """Return the context that runs forward passes in the spec's dtype: bfloat16 autocast, or nothing for float32."""
+    import torch
+
+    if spec.get("dtype", "float32") == "bfloat16":
+        return torch.autocast(spec.get("device", "cpu"), dtype=torch.bfloat16)
+    return contextlib.nullcontext()
+
+
+def median_seconds(step, repeats: int, synchronize) -> tuple[float, list[float]]:
+    """Run ``step`` once to warm up, then ``repeats`` times, and return the median and all times in seconds."""
+    step()
+    synchronize()
+    times = []
+    for _ in range(repeats):
+        start = time.perf_counter()
+        step()
+        synchronize()
+        times.append(time.perf_counter() - start)
+    return statistics.median(times), times
+
+
 def run_point(spec: dict) -> dict:
     """Build one model and time its training steps and inference forward passes."""
     import torch
@@ -270,54 +478,59 @@ def run_point(spec: dict) -> dict:
     torch.set_num_threads(spec["threads"])
     torch.manual_seed(0)
     implementation = spec["implementation"]
-    if implementation == "full_attention":
-        model, embedding_ids = build_full_attention_model(spec["depth"], spec["length"])
-    elif implementation == "reformer_hf":
-        model, embedding_ids = build_reformer_hf_model(spec)
-    elif implementation == "transformers":
-        model, embedding_ids = build_transformers_model(spec)
-    else:
+    if implementation not in MODEL_BUILDERS:
         raise ValueError(f"Implementation {implementation!r} is invalid. Use one of {', '.join(IMPLEMENTATIONS)}.")
+    device = torch.device(spec.get("device", "cpu"))
+    # NOTE: the CUDA path (device "cuda") has not been run yet. Every recorded number is from CPUs.
+    on_cuda = device.type == "cuda"
+    if on_cuda:
+        torch.cuda.reset_peak_memory_stats(device)
+    synchronize = (lambda: torch.cuda.synchronize(device)) if on_cuda else (lambda: None)
 
+    model, embedding_ids = MODEL_BUILDERS[implementation](spec)
+    model.to(device)
     parameters = sum(p.numel() for p in model.parameters())
     non_embedding_parameters = sum(p.numel() for p in model.parameters() if id(p) not in embedding_ids)
     optimizer = torch.optim.AdamW(model.parameters(), lr=1e-4)
-    input_ids = torch.randint(3, VOCAB_SIZE, (BATCH_SIZE, spec["length"]))
+    input_ids = torch.randint(3, VOCAB_SIZE, (BATCH_SIZE, spec["length"]), device=device)
     rss_after_build = current_rss_bytes()
+    cuda_after_build = torch.cuda.memory_allocated(device) if on_cuda else None
+    losses = []
 
     def loss_of(output):
         return output[1] if isinstance(output, tuple) else output.loss
 
     def training_step():
         optimizer.zero_grad(set_to_none=True)
-        loss_of(model(input_ids, labels=input_ids)).backward()
+        # Only the forward pass runs under autocast, as torch's autocast documentation recommends.
+        # NOTE: transformers' Reformer (5.25) and reformer_pytorch (1.4.4) recompute each layer in
+        # their reversible backward pass in float32, because neither re-enters autocast there.
+        # reformer_hf does re-enter it.
+        with autocast_for(spec):
+            loss = loss_of(model(input_ids, labels=input_ids))
+        loss.backward()
         optimizer.step()
+        losses.append(loss.item())
 
     def inference_step():
-        with torch.no_grad():
+        with torch.no_grad(), autocast_for(spec):
             model(input_ids)
 
-    def median_seconds(step, repeats: int) -> tuple[float, list[float]]:
-        step()  # warm-up
-        times = []
-        for _ in range(repeats):
-            start = time.perf_counter()
-            step()
-            times.append(time.perf_counter() - start)
-        return statistics.median(times), times
-
     model.train()
-    training_seconds, training_times = median_seconds(training_step, spec["steps"])
+    training_seconds, training_times = median_seconds(training_step, spec["steps"], synchronize)
     model.eval()
-    inference_seconds, inference_times = median_seconds(inference_step, spec["steps"])
+    inference_seconds, inference_times = median_seconds(inference_step, spec["steps"], synchronize)
 
     tokens = BATCH_SIZE * spec["length"]
-    flops = flops_per_token(implementation, non_embedding_parameters, spec)
+    layout = attention_layout(implementation, spec, getattr(model, "config", None))
+    flops = flops_per_token(layout, non_embedding_parameters)
     peak = peak_rss_bytes()
-    return {
+    record = {
         "status": "ok",
         "parameters": parameters,
         "non_embedding_parameters": non_embedding_parameters,
+        "training_flop_factor": layout["training_flop_factor"],
+        "keys_per_query": layout["keys_per_query"],
         "training_step_seconds": training_seconds,
         "training_step_times": training_times,
         "inference_seconds": inference_seconds,
@@ -326,6 +539,7 @@ def run_point(spec: dict) -> dict:
         "inference_tokens_per_second": tokens / inference_seconds,
         "training_seconds_per_token": training_seconds / tokens,
         "inference_seconds_per_token": inference_seconds / tokens,
+        "final_loss": losses[-1],
         "peak_rss_bytes": peak,
         "rss_after_build_bytes": rss_after_build,
         "rss_growth_bytes": peak - rss_after_build,
@@ -334,6 +548,10 @@ def run_point(spec: dict) -> dict:
         "training_gflops_per_second": flops["training"] * tokens / training_seconds / 1e9,
         "inference_gflops_per_second": flops["inference"] * tokens / inference_seconds / 1e9,
     }
+    if on_cuda:
+        record["cuda_peak_bytes"] = torch.cuda.max_memory_allocated(device)
+        record["cuda_after_build_bytes"] = cuda_after_build
+    return record
 
 
 def worker_main(spec_json: str) -> int:
@@ -389,27 +607,43 @@ def measure_point(spec: dict, timeout: float) -> dict:
     return {**spec, **record, "wall_seconds": time.perf_counter() - start}
 
 
-def measure_matmul_peak(threads: int, size: int, repeats: int) -> dict:
-    """Return the median GFLOP/s of ``size`` x ``size`` float32 and bfloat16 matmuls on ``threads`` threads."""
+def measure_matmul_peak(threads: int, size: int, repeats: int, device: str = "cpu") -> dict:
+    """Return the median GFLOP/s of ``size`` x ``size`` float32 and bfloat16 matmuls on ``device``.
+
+    ``threads`` sets torch's intra-op threads while they run.
+    """
     import torch
 
     previous_threads = torch.get_num_threads()
     torch.set_num_threads(threads)
-    peaks = {"threads": threads, "size": size, "repeats": repeats}
+    synchronize = torch.cuda.synchronize if device == "cuda" else (lambda: None)
+    peaks = {"threads": threads, "size": size, "repeats": repeats, "device": device}
     try:
         for dtype in (torch.float32, torch.bfloat16):
-            a = torch.randn(size, size).to(dtype)
-            b = torch.randn(size, size).to(dtype)
+            a = torch.randn(size, size, device=device).to(dtype)
+            b = torch.randn(size, size, device=device).to(dtype)
             torch.matmul(a, b)  # warm-up
+            synchronize()
             times = []
             for _ in range(repeats):
                 start = time.perf_counter()
                 torch.matmul(a, b)
+                synchronize()
                 times.append(time.perf_counter() - start)
             peaks[f"{str(dtype).removeprefix('torch.')}_gflops_per_second"] = 2 * size**3 / statistics.median(times) / 1e9
     finally:
         torch.set_num_threads(previous_threads)
     return peaks
+
+
+def add_fraction_of_peak(point: dict, matmul_peaks: list[dict]) -> None:
+    """Add the point's training and inference GFLOP/s as fractions of the matmul peak of its dtype and thread count."""
+    if point["status"] != "ok":
+        return
+    (peak,) = [peak for peak in matmul_peaks if peak["threads"] == point["threads"]]
+    peak_gflops = peak[f"{point['dtype']}_gflops_per_second"]
+    point["training_fraction_of_peak"] = point["training_gflops_per_second"] / peak_gflops
+    point["inference_fraction_of_peak"] = point["inference_gflops_per_second"] / peak_gflops
 
 
 def cpu_model() -> str:
@@ -430,9 +664,9 @@ def package_version(name: str) -> str | None:
         return None
 
 
-def machine_info() -> dict:
+def machine_info(device: str = "cpu") -> dict:
     """Describe the machine and software the numbers come from."""
-    return {
+    info = {
         "cpu_model": cpu_model(),
         "cpu_count": os.cpu_count(),
         "platform": platform.platform(),
@@ -440,8 +674,15 @@ def machine_info() -> dict:
         "torch": package_version("torch"),
         "transformers": package_version("transformers"),
         "reformer_hf": package_version("reformer_hf") or package_version("reformer-hf"),
+        "reformer_pytorch": package_version("reformer-pytorch"),
         "memory_total_bytes": os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES"),
     }
+    if device == "cuda":
+        import torch
+
+        info["cuda_device"] = torch.cuda.get_device_name()
+        info["cuda_memory_total_bytes"] = torch.cuda.get_device_properties(0).total_memory
+    return info
 
 
 def write_plot(path: Path, points: list[dict]) -> None:
@@ -451,27 +692,32 @@ def write_plot(path: Path, points: list[dict]) -> None:
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
+    def group_of(point):
+        return point["implementation"], point["depth"], point["num_hashes"], point["threads"], point["dtype"]
+
     figure, (time_axis, memory_axis) = plt.subplots(1, 2, figsize=(12, 4.5))
-    groups = sorted({(p["implementation"], p["depth"], p["num_hashes"], p["threads"]) for p in points})
-    show_group = len({g[1:] for g in groups}) > 1
+    groups = sorted({group_of(p) for p in points})
+    show_settings = len({g[1:4] for g in groups}) > 1
+    show_dtype = len({g[4] for g in groups}) > 1
     for group in groups:
-        ok = sorted(
-            (p for p in points if (p["implementation"], p["depth"], p["num_hashes"], p["threads"]) == group
-             and p["status"] == "ok"),
-            key=lambda p: p["length"],
-        )
+        ok = sorted((p for p in points if group_of(p) == group and p["status"] == "ok"), key=lambda p: p["length"])
         if not ok:
             continue
-        label = group[0] + (f" (depth {group[1]}, {group[2]} hashes, {group[3]} threads)" if show_group else "")
+        label = group[0] + (f" {group[4]}" if show_dtype else "")
+        label += f" (depth {group[1]}, {group[2]} hashes, {group[3]} threads)" if show_settings else ""
         lengths = [p["length"] for p in ok]
         (line,) = time_axis.plot(lengths, [p["training_seconds_per_token"] * 1e6 for p in ok], "o-",
                                  label=f"{label}, training step")
         time_axis.plot(lengths, [p["inference_seconds_per_token"] * 1e6 for p in ok], "s--",
                        color=line.get_color(), label=f"{label}, inference")
-        memory_axis.plot(lengths, [p["peak_rss_bytes"] / 2**20 for p in ok], "o-", color=line.get_color(), label=label)
+        memory_axis.plot(lengths, [p["peak_rss_bytes"] / 2**20 for p in ok], "o-", color=line.get_color(),
+                         label=f"{label}, peak RSS")
+        if all("cuda_peak_bytes" in p for p in ok):
+            memory_axis.plot(lengths, [p["cuda_peak_bytes"] / 2**20 for p in ok], "s--", color=line.get_color(),
+                             label=f"{label}, CUDA peak allocated")
     for axis, ylabel, title in (
         (time_axis, "time per token (µs)", "Time per token (median)"),
-        (memory_axis, "peak RSS of the worker (MiB)", "Peak memory"),
+        (memory_axis, "peak memory of the worker (MiB)", "Peak memory"),
     ):
         axis.set_xscale("log", base=2)
         axis.set_yscale("log")
@@ -479,10 +725,24 @@ def write_plot(path: Path, points: list[dict]) -> None:
         axis.set_ylabel(ylabel)
         axis.set_title(title)
         axis.grid(True, which="both", alpha=0.3)
-        axis.legend(fontsize=7)
+        if axis.get_legend_handles_labels()[0]:  # no lines when every point failed
+            axis.legend(fontsize=7)
     figure.tight_layout()
     figure.savefig(path, dpi=120)
     plt.close(figure)
+
+
+def parse_option(text: str) -> tuple[str, object]:
+    """Parse one ``KEY=VALUE`` of ``--reformer-hf-option``: VALUE as JSON where it is valid JSON, else as a string."""
+    key, separator, value = text.partition("=")
+    if not separator or not key:
+        raise argparse.ArgumentTypeError(
+            f"invalid option {text!r}: expected KEY=VALUE, for example num_hashes=2 or attention_layers='[\"lsh\"]'."
+        )
+    try:
+        return key, json.loads(value)
+    except json.JSONDecodeError:
+        return key, value
 
 
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
@@ -495,6 +755,15 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
                         help="torch intra-op threads of the workers, also set as OMP_NUM_THREADS (default 1).")
     parser.add_argument("--implementations", nargs="+", choices=IMPLEMENTATIONS, default=list(IMPLEMENTATIONS),
                         help="implementations to measure (default all).")
+    parser.add_argument("--dtypes", nargs="+", choices=DTYPES, default=["float32"],
+                        help="precision of the forward passes. bfloat16 runs them under autocast while the "
+                             "weights and optimizer stay float32 (default float32).")
+    parser.add_argument("--reformer-hf-option", action="append", type=parse_option, default=[], metavar="KEY=VALUE",
+                        help="override or add a ReformerConfig field of the reformer_hf model. VALUE is parsed as "
+                             "JSON where valid, else kept as a string. Repeatable.")
+    parser.add_argument("--device", choices=DEVICES, default="cpu",
+                        help="device the workers run on. cuda also records the peak of "
+                             "torch.cuda.max_memory_allocated (default cpu).")
     parser.add_argument("--steps", type=int, default=None,
                         help="timed steps per point after one warm-up step; the median is reported (default 5; --quick: 1).")
     parser.add_argument("--timeout", type=float, default=1800.0,
@@ -526,7 +795,50 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
         parser.error(f"--timeout must be positive, got {args.timeout}.")
     if args.matmul_size < 1:
         parser.error(f"--matmul-size must be positive, got {args.matmul_size}.")
+    args.reformer_hf_options = dict(args.reformer_hf_option)
+    if args.device == "cuda":
+        import torch
+
+        if not torch.cuda.is_available():
+            parser.error("--device cuda needs a CUDA GPU, but torch.cuda.is_available() is False here "
+                         f"(torch {torch.__version__}). Use --device cpu.")
     return args
+
+
+def print_point(point: dict) -> None:
+    """Print one line on a finished point: its rates and peak RSS, or its status and message."""
+    if point["status"] == "ok":
+        summary = (f"{point['training_tokens_per_second']:.0f} training tokens/s, "
+                   f"{point['inference_tokens_per_second']:.0f} inference tokens/s, "
+                   f"peak RSS {point['peak_rss_bytes'] / 2**20:.0f} MiB")
+    else:
+        summary = point.get("message", "")[:200]
+    print(f"{point['implementation']} length {point['length']} depth {point['depth']} hashes {point['num_hashes']} "
+          f"threads {point['threads']} {point['dtype']}: {point['status']}, {summary}", flush=True)
+
+
+def settings_of(args: argparse.Namespace) -> dict:
+    """Return the run's settings and the reference model's sizes for the report."""
+    return {
+        "lengths": args.lengths, "depths": args.depths, "num_hashes": args.num_hashes, "threads": args.threads,
+        "implementations": args.implementations, "dtypes": args.dtypes, "device": args.device,
+        "steps": args.steps, "timeout_seconds": args.timeout,
+        "reformer_hf_options": args.reformer_hf_options,
+        "batch_size": BATCH_SIZE, "hidden_size": HIDDEN_SIZE, "num_attention_heads": NUM_HEADS,
+        "attention_head_size": HEAD_SIZE, "feed_forward_size": FEED_FORWARD_SIZE, "vocab_size": VOCAB_SIZE,
+        "local_chunk_length": LOCAL_CHUNK_LENGTH, "lsh_chunk_length": LSH_CHUNK_LENGTH,
+        "chunks_before": CHUNKS_BEFORE, "axial_pos_embds_dim": list(AXIAL_POS_EMBDS_DIM),
+        "num_buckets": {str(length): num_buckets_for(length) for length in args.lengths},
+        "axial_pos_shape": {str(length): list(axial_pos_shape_for(length)) for length in args.lengths},
+        "reformer_pytorch": {
+            "attention": "LSH in every layer", "bucket_size": LSH_CHUNK_LENGTH,
+            "num_buckets": {str(length): length // LSH_CHUNK_LENGTH for length in args.lengths},
+            "axial_position_emb": "summed, 2 tables of width 256", "ff_activation": "ReLU",
+        },
+        "optimizer": "AdamW (lr 1e-4)",
+        "autocast": "bfloat16 points run the forward passes under torch.autocast(dtype=torch.bfloat16); "
+                    "weights, gradients and optimizer state stay float32",
+    }
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -536,40 +848,29 @@ def main(argv: list[str] | None = None) -> int:
 
     start = time.perf_counter()
     matmul_repeats = 1 if args.quick else 5
-    matmul_peaks = [measure_matmul_peak(threads, args.matmul_size, matmul_repeats) for threads in args.threads]
+    matmul_peaks = [measure_matmul_peak(threads, args.matmul_size, matmul_repeats, args.device)
+                    for threads in args.threads]
     points = []
-    for threads in args.threads:
-        for depth in args.depths:
-            for num_hashes in args.num_hashes:
-                for length in args.lengths:
-                    # Implementations are interleaved at each length, so that drift affects all alike.
-                    for implementation in args.implementations:
-                        spec = {"implementation": implementation, "length": length, "depth": depth,
-                                "num_hashes": num_hashes, "threads": threads, "steps": args.steps}
-                        point = measure_point(spec, args.timeout)
-                        points.append(point)
-                        summary = (f"{point['training_tokens_per_second']:.0f} training tokens/s, "
-                                   f"{point['inference_tokens_per_second']:.0f} inference tokens/s, "
-                                   f"peak RSS {point['peak_rss_bytes'] / 2**20:.0f} MiB"
-                                   if point["status"] == "ok" else point.get("message", "")[:200])
-                        print(f"{implementation} length {length} depth {depth} hashes {num_hashes} threads {threads}: "
-                              f"{point['status']}, {summary}", flush=True)
+    # The implementation varies fastest, so that the implementations are interleaved at each length
+    # and dtype and drift of the machine affects all of them alike.
+    grid = itertools.product(
+        args.threads, args.depths, args.num_hashes, args.lengths, args.dtypes, args.implementations
+    )
+    for threads, depth, num_hashes, length, dtype, implementation in grid:
+        spec = {"implementation": implementation, "length": length, "depth": depth, "num_hashes": num_hashes,
+                "threads": threads, "steps": args.steps, "dtype": dtype, "device": args.device}
+        if implementation == "reformer_hf":
+            spec["reformer_hf_options"] = args.reformer_hf_options
+        point = measure_point(spec, args.timeout)
+        add_fraction_of_peak(point, matmul_peaks)
+        points.append(point)
+        print_point(point)
 
     report = {
-        "machine": machine_info(),
+        "machine": machine_info(args.device),
         "command": [Path(sys.executable).name, *sys.argv],
         "quick": args.quick,
-        "settings": {
-            "lengths": args.lengths, "depths": args.depths, "num_hashes": args.num_hashes, "threads": args.threads,
-            "implementations": args.implementations, "steps": args.steps, "timeout_seconds": args.timeout,
-            "batch_size": BATCH_SIZE, "hidden_size": HIDDEN_SIZE, "num_attention_heads": NUM_HEADS,
-            "attention_head_size": HEAD_SIZE, "feed_forward_size": FEED_FORWARD_SIZE, "vocab_size": VOCAB_SIZE,
-            "local_chunk_length": LOCAL_CHUNK_LENGTH, "lsh_chunk_length": LSH_CHUNK_LENGTH,
-            "chunks_before": CHUNKS_BEFORE, "axial_pos_embds_dim": list(AXIAL_POS_EMBDS_DIM),
-            "num_buckets": {str(length): num_buckets_for(length) for length in args.lengths},
-            "axial_pos_shape": {str(length): list(axial_pos_shape_for(length)) for length in args.lengths},
-            "optimizer": "AdamW (lr 1e-4)",
-        },
+        "settings": settings_of(args),
         "flop_formula": FLOP_FORMULA,
         "matmul_peak": matmul_peaks,
         "points": points,

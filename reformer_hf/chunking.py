@@ -9,6 +9,7 @@ Shape legend: c chunks, w chunk length, k = (before + 1 + after) * w keys per ch
 """
 
 import math
+from collections.abc import Callable, Sequence
 
 import torch
 
@@ -214,3 +215,166 @@ def attend(
     probs = dropout(probs)
     outputs = torch.matmul(probs.to(values.dtype), values)
     return outputs, logsumexp.squeeze(-1)
+
+
+class _Groups:
+    """How ``attend_in_groups`` slices its inputs: ranges of query chunks and each input's slice.
+
+    An input marked as windowed is sliced with ``before`` chunks more in front and ``after`` more
+    behind each range, where the sequence has them, so that the group can build its own windows.
+    """
+
+    def __init__(self, num_chunks: int, group_chunks: int, before: int, after: int, dims: list[int], windowed: list[bool]):
+        self.num_chunks, self.before, self.after = num_chunks, before, after
+        self.dims, self.windowed = dims, windowed
+        size = group_chunks if 0 < group_chunks < num_chunks else num_chunks
+        self.ranges = [(start, min(size, num_chunks - start)) for start in range(0, num_chunks, size)]
+
+    def input_range(self, index: int, start: int, size: int) -> tuple[int, int]:
+        if not self.windowed[index]:
+            return start, size
+        low = max(0, start - self.before)
+        return low, min(self.num_chunks, start + size + self.after) - low
+
+    def slices(self, tensors, start: int, size: int) -> list:
+        parts = []
+        for index, tensor in enumerate(tensors):
+            if tensor is None:
+                parts.append(None)
+            else:
+                low, length = self.input_range(index, start, size)
+                parts.append(tensor.narrow(self.dims[index], low, length))
+        return parts
+
+    def window_function(self, start: int, size: int) -> Callable:
+        """Return ``window(chunks, fill_value, chunk_dim)`` for a windowed slice of this range.
+
+        It gives each query chunk of the range its window of ``before + 1 + after`` chunks, with
+        ``fill_value`` where the window passes an end of the sequence.
+        """
+        offset = start - max(0, start - self.before)
+
+        def window(chunks: torch.Tensor, fill_value, chunk_dim: int) -> torch.Tensor:
+            windows = look_adjacent(chunks, self.before, self.after, chunk_dim, fill_value)
+            if offset == 0 and windows.shape[chunk_dim] == size:
+                return windows
+            return windows.narrow(chunk_dim, offset, size)
+
+        return window
+
+
+def _rng_states(device: torch.device) -> tuple:
+    return torch.get_rng_state(), torch.cuda.get_rng_state(device) if device.type == "cuda" else None
+
+
+class _GroupedAttention(torch.autograd.Function):
+    """Attention over groups of chunks that keeps only its inputs and recomputes each group in backward.
+
+    The forward pass runs every group without gradients and saves torch's random state before each,
+    so that the backward pass redraws the same dropout masks. The backward pass then recomputes one
+    group at a time with gradients and adds its input gradients into one tensor per input.
+    """
+
+    @staticmethod
+    def forward(ctx, compute, groups, output_chunk_dim, *tensors):
+        device = next(tensor.device for tensor in tensors if tensor is not None)
+        outputs, logsumexps, states = [], [], []
+        for start, size in groups.ranges:
+            states.append(_rng_states(device))
+            group_outputs, group_logsumexp = compute(groups.window_function(start, size), *groups.slices(tensors, start, size))
+            outputs.append(group_outputs)
+            logsumexps.append(group_logsumexp)
+        ctx.compute, ctx.groups, ctx.output_chunk_dim = compute, groups, output_chunk_dim
+        ctx.states, ctx.device = states, device
+        ctx.has_logsumexp = logsumexps[0] is not None
+        ctx.needs_grad = [t is not None and t.requires_grad for t in tensors]
+        ctx.save_for_backward(*tensors)
+        outputs = torch.cat(outputs, dim=output_chunk_dim)
+        if not ctx.has_logsumexp:
+            return outputs, None
+        return outputs, torch.cat(logsumexps, dim=output_chunk_dim)
+
+    @staticmethod
+    def backward(ctx, grad_outputs, grad_logsumexp):
+        tensors = ctx.saved_tensors
+        groups, dim = ctx.groups, ctx.output_chunk_dim
+        grads = [torch.zeros_like(t) if needed else None for t, needed in zip(tensors, ctx.needs_grad)]
+        devices = [ctx.device] if ctx.device.type == "cuda" else []
+        for (start, size), (cpu_state, cuda_state) in zip(groups.ranges, ctx.states):
+            parts = [
+                None if part is None else (part.detach().requires_grad_() if needed else part)
+                for part, needed in zip(groups.slices(tensors, start, size), ctx.needs_grad)
+            ]
+            with torch.random.fork_rng(devices=devices, device_type=ctx.device.type), torch.enable_grad():
+                torch.set_rng_state(cpu_state)
+                if cuda_state is not None:
+                    torch.cuda.set_rng_state(cuda_state, ctx.device)
+                group_outputs, group_logsumexp = ctx.compute(groups.window_function(start, size), *parts)
+            results, result_grads = [], []
+            if grad_outputs is not None:
+                results.append(group_outputs)
+                result_grads.append(grad_outputs.narrow(dim, start, size))
+            if ctx.has_logsumexp and grad_logsumexp is not None:
+                results.append(group_logsumexp)
+                result_grads.append(grad_logsumexp.narrow(dim, start, size))
+            inputs = [part for part, needed in zip(parts, ctx.needs_grad) if needed]
+            part_grads = iter(torch.autograd.grad(results, inputs, result_grads, allow_unused=True))
+            for index, needed in enumerate(ctx.needs_grad):
+                if needed:
+                    part_grad = next(part_grads)
+                    if part_grad is not None:
+                        low, length = groups.input_range(index, start, size)
+                        grads[index].narrow(groups.dims[index], low, length).add_(part_grad)
+        return None, None, None, *grads
+
+
+def attend_in_groups(
+    compute: Callable[..., tuple[torch.Tensor, torch.Tensor | None]],
+    chunked: Sequence[tuple[torch.Tensor | None, int, bool]],
+    output_chunk_dim: int,
+    group_chunks: int,
+    num_before: int = 0,
+    num_after: int = 0,
+) -> tuple[torch.Tensor, torch.Tensor | None]:
+    """Run ``compute`` over groups of ``group_chunks`` query chunks and concatenate its results.
+
+    The ``[..., w, k]`` tensors of attention (masks, logits, probabilities) take ``w * k`` values per
+    chunk, far more than the ``[..., w, d]`` inputs and outputs, and the key and value windows
+    repeat every chunk ``before + 1 + after`` times. Computed in groups, both exist for one group at
+    a time. When gradients are needed, the groups run inside one autograd function that keeps only
+    the inputs and recomputes each group, with the same dropout masks, just before its backward
+    pass. That costs one more forward pass of the windows.
+
+    Args:
+        compute: Called as ``compute(window, *parts)`` with one slice of each ``chunked`` tensor
+            (``None`` stays ``None``). ``window(part, fill_value, chunk_dim)`` turns a windowed
+            part into the windows of the group's query chunks, ``[..., g, k, ...]``. It returns
+            outputs ``[..., g, w, d]`` and a log-sum-exp ``[..., g, w]`` or ``None``, both with
+            their chunk dim at ``output_chunk_dim``. It must not read tensors that need gradients
+            other than its arguments.
+        chunked: ``(tensor, chunk_dim, windowed)`` triples whose ``chunk_dim`` indexes the same
+            chunks. A windowed tensor's slice also holds the neighbouring chunks its windows need.
+        output_chunk_dim: Chunk dim of both results.
+        group_chunks: Query chunks per group; 0, or at least the number of chunks, runs one group.
+        num_before, num_after: Neighbouring chunks in each window.
+
+    Returns:
+        ``compute``'s results over all chunks. Without dropout they equal one call on the whole
+        tensors up to float rounding; with dropout each group draws its own masks.
+    """
+    tensors = [tensor for tensor, _, _ in chunked]
+    num_chunks = next(tensor.shape[dim] for tensor, dim, _ in chunked if tensor is not None)
+    groups = _Groups(
+        num_chunks, group_chunks, num_before, num_after, [dim for _, dim, _ in chunked], [w for _, _, w in chunked]
+    )
+    if len(groups.ranges) == 1:
+        return compute(groups.window_function(0, num_chunks), *tensors)
+    if torch.is_grad_enabled() and any(tensor is not None and tensor.requires_grad for tensor in tensors):
+        return _GroupedAttention.apply(compute, groups, output_chunk_dim, *tensors)
+    outputs, logsumexps = [], []
+    for start, size in groups.ranges:
+        group_outputs, group_logsumexp = compute(groups.window_function(start, size), *groups.slices(tensors, start, size))
+        outputs.append(group_outputs)
+        logsumexps.append(group_logsumexp)
+    logsumexp = None if logsumexps[0] is None else torch.cat(logsumexps, dim=output_chunk_dim)
+    return torch.cat(outputs, dim=output_chunk_dim), logsumexp

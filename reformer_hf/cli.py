@@ -69,6 +69,7 @@ SETTING_HELP = {
     "axial_pos_shape": "axial position shape, e.g. 64,64 for 4,096 positions; auto covers --sequence-length",
     "axial_pos_embds_dim": "width of each axial position axis, summing to --hidden-size; auto splits 1:3",
     "feed_forward_chunk_size": "positions the feed-forward layers process at once; 0 processes all at once",
+    "attention_group_length": "positions whose attention windows are processed at once; 0 processes all at once",
     "reversible": "reversible residual layers (true) or the plain residual stack with the same weights (false)",
     "sequence_length": "length of each training sequence, in bytes",
     "validation_fraction": "fraction of the byte stream, taken from its end, held out for evaluation",

@@ -15,7 +15,7 @@ Shape legend: b batch, h heads, n length, d head size, c chunks, w chunk length,
 import torch
 from torch import nn
 
-from .chunking import MASK_VALUE, attend, look_adjacent, split_into_chunks
+from .chunking import MASK_VALUE, attend, attend_in_groups, look_adjacent, split_into_chunks
 from .configuration import ReformerConfig
 
 
@@ -33,6 +33,7 @@ class LocalSelfAttention(nn.Module):
         self.is_decoder = config.is_decoder
         self.wraps = config.chunk_window_wraps
         self.transformers_rounding = config.lsh_transformers_rounding
+        self.group_length = config.attention_group_length
 
         all_head_size = self.num_heads * self.head_size
         self.query = nn.Linear(config.hidden_size, all_head_size, bias=False)
@@ -69,26 +70,44 @@ class LocalSelfAttention(nn.Module):
             heads = linear(hidden_states).view(b, n, h, d).transpose(1, 2)  # [b, h, n, d]
             return split_into_chunks(heads, w, dim=2)  # [b, h, c, w, d]
 
-        # A single chunk attends to itself only, also when windows wrap around.
-        wrap = self.wraps and n > w
         query = project(self.query) * d**-0.5
-        keys = look_adjacent(project(self.key), before, after, 2, 0.0, wrap)  # [b, h, c, k, d]
-        values = look_adjacent(project(self.value), before, after, 2, 0.0, wrap)
+        keys, values = project(self.key), project(self.value)
+        positions = split_into_chunks(torch.arange(n, device=hidden_states.device), w, dim=0)  # [c, w]
+        valid = split_into_chunks(key_padding_mask, w, dim=1)  # [b, c, w]
+        # A single chunk attends to itself only, also when windows wrap around. Wrapped windows are
+        # built here for the whole sequence; the others per group of chunks in attend_in_groups.
+        wrap = self.wraps and n > w
+        if wrap:
+            keys = look_adjacent(keys, before, after, 2, 0.0, wrap=True)  # [b, h, c, k, d]
+            values = look_adjacent(values, before, after, 2, 0.0, wrap=True)
+            key_positions = look_adjacent(positions, before, after, 0, -1, wrap=True)  # [c, k]
+            valid = look_adjacent(valid, before, after, 1, False, wrap=True)  # [b, c, k]
+        else:
+            key_positions = positions
 
-        positions = torch.arange(n, device=hidden_states.device)
-        query_positions = split_into_chunks(positions, w, dim=0)  # [c, w]
-        key_positions = look_adjacent(query_positions, before, after, 0, -1, wrap)  # [c, k]
-        key_valid = look_adjacent(split_into_chunks(key_padding_mask, w, dim=1), before, after, 1, False, wrap)
+        def attend_chunks(window, query, keys, values, query_positions, key_positions, key_valid):
+            keys = window(keys, 0.0, 2)  # [b, h, g, k, d]
+            values = window(values, 0.0, 2)
+            key_positions = window(key_positions, -1, 0)  # [g, k]
+            allowed = window(key_valid, False, 1)[:, None, :, None, :]  # [b, 1, g, 1, k]
+            if self.is_decoder:
+                allowed = allowed & (key_positions[:, None, :] <= query_positions[:, :, None])  # [b, 1, g, w, k]
+            logit_bias = torch.zeros(allowed.shape, dtype=torch.float32, device=query.device)
+            logit_bias = logit_bias.masked_fill(~allowed, MASK_VALUE)
+            return attend(
+                query, keys, values, logit_bias, self.dropout, replace_masked=self.transformers_rounding,
+                need_logsumexp=False,
+            )
 
-        allowed = key_valid[:, None, :, None, :]  # [b, 1, c, 1, k]
-        if self.is_decoder:
-            allowed = allowed & (key_positions[:, None, :] <= query_positions[:, :, None])  # [b, 1, c, w, k]
-        logit_bias = torch.zeros(allowed.shape, dtype=torch.float32, device=hidden_states.device)
-        logit_bias = logit_bias.masked_fill(~allowed, MASK_VALUE)
-
-        outputs, _ = attend(
-            query, keys, values, logit_bias, self.dropout, replace_masked=self.transformers_rounding,
-            need_logsumexp=False,
+        windowed = not wrap
+        outputs, _ = attend_in_groups(
+            attend_chunks,
+            [(query, 2, False), (keys, 2, windowed), (values, 2, windowed), (positions, 0, False),
+             (key_positions, 0, windowed), (valid, 1, windowed)],
+            output_chunk_dim=2,
+            group_chunks=max(1, self.group_length // w) if self.group_length else 0,
+            num_before=0 if wrap else before,
+            num_after=0 if wrap else after,
         )  # [b, h, c, w, d]
         return outputs.reshape(b, h, n, d).transpose(1, 2).reshape(b, n, h * d), None
 

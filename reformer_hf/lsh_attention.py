@@ -23,7 +23,7 @@ import math
 import torch
 from torch import nn
 
-from .chunking import MASK_VALUE, SELF_MASK_VALUE, attend, look_adjacent, split_into_chunks
+from .chunking import MASK_VALUE, SELF_MASK_VALUE, attend, attend_in_groups, look_adjacent, split_into_chunks
 from .configuration import ReformerConfig
 
 
@@ -177,6 +177,7 @@ class LSHSelfAttention(nn.Module):
         self.duplicate_correction = config.lsh_duplicate_correction
         self.wraps = config.chunk_window_wraps
         self.transformers_rounding = config.lsh_transformers_rounding
+        self.group_length = config.attention_group_length
 
         all_head_size = self.num_heads * self.head_size
         self.query_key = nn.Linear(config.hidden_size, all_head_size, bias=False)
@@ -319,62 +320,95 @@ class LSHSelfAttention(nn.Module):
         # are not rescaled (as in trax and transformers), so |q| sets the sharpness of attention.
         query = split_into_chunks(sorted_query_key, w, dim=3)
         keys = normalize_keys(query)
+        window_values = split_into_chunks(sorted_values, w, dim=3)
         query_positions = split_into_chunks(sorted_idx, w, dim=3)  # [b, h, r, c, w]
-        adjacent = self.window_function(n)
-        keys = adjacent(keys, 0.0)  # [b, h, r, c, k, d]
-        window_values = adjacent(split_into_chunks(sorted_values, w, dim=3), 0.0)
-        key_positions = adjacent(query_positions, -1)  # [b, h, r, c, k]
-        key_valid = adjacent(split_into_chunks(sorted_valid, w, dim=3), False)
-
-        allowed = key_valid.unsqueeze(-2)  # [b, h, r, c, 1, k]
-        if self.is_decoder:
-            allowed = allowed & (key_positions.unsqueeze(-2) <= query_positions.unsqueeze(-1))
+        key_positions = query_positions
+        key_valid = split_into_chunks(sorted_valid, w, dim=3)
+        query_buckets = key_buckets = None
         if self.same_bucket_only:
-            query_buckets = split_into_chunks(sorted_buckets, w, dim=3)
-            key_buckets = adjacent(query_buckets, -1)
-            allowed = allowed & (key_buckets.unsqueeze(-2) == query_buckets.unsqueeze(-1))
+            query_buckets = key_buckets = split_into_chunks(sorted_buckets, w, dim=3)
         max_slot_gap = before * w if self.strictly_causal else None
-        if not self.wraps or n <= w:
+        num_rounds = sorted_idx.shape[2]
+        # Wrapped windows cross rounds, so they are built here for the whole sequence. The others are
+        # built per group of chunks in attend_in_groups, which needs less memory.
+        wrap = self.wraps and n > w
+        query_slots = key_slots = None
+        if wrap:
+            adjacent = self.window_function(n)
+            keys = adjacent(keys, 0.0)  # [b, h, r, c, k, d]
+            window_values = adjacent(window_values, 0.0)
+            key_positions = adjacent(query_positions, -1)  # [b, h, r, c, k]
+            key_valid = adjacent(key_valid, False)
+            if self.same_bucket_only:
+                key_buckets = adjacent(query_buckets, -1)
+            slots = torch.arange(n, device=query.device).expand(b, h, num_rounds, n)
+            query_slots = split_into_chunks(slots, w, dim=3)  # [b, h, r, c, w]
+            key_slots = adjacent(query_slots, -1)  # [b, h, r, c, k]
+        else:
             # Without wrap-around every window starts `before` chunks before its query's chunk, so
             # the sorted-slot gap between a query and a key depends only on their places in the
             # window: one [w, k] table serves every chunk, head and round.
             num_keys = (before + 1 + after) * w
-            gap = before * w + torch.arange(w, device=query.device)[:, None] - torch.arange(num_keys, device=query.device)
-            is_self = gap == 0
-        else:
-            slots = torch.arange(n, device=query.device).expand(b, h, sorted_idx.shape[2], n)
-            query_slots = split_into_chunks(slots, w, dim=3)  # [b, h, r, c, w]
-            key_slots = adjacent(query_slots, -1)  # [b, h, r, c, k]
-            gap = query_slots.unsqueeze(-1) - key_slots.unsqueeze(-2)  # [b, h, r, c, w, k]
-            is_self = key_positions.unsqueeze(-2) == query_positions.unsqueeze(-1)
-        if max_slot_gap is not None:
-            # Which keys share a chunk with a query depends on how many later tokens sort before
-            # it. Inside one bucket, though, the sorted slots of earlier tokens do not move when
-            # later tokens change, so "own bucket, at most before * w slots back" is a window
-            # that only earlier tokens decide. The chunk window always contains it.
-            allowed = allowed & (gap >= 0) & (gap <= max_slot_gap)
-        logit_bias = torch.zeros(allowed.shape, dtype=torch.float32, device=query.device)
-        logit_bias = logit_bias.masked_fill(~allowed, MASK_VALUE)
-        # Under shared QK a query's key is its own direction, so its own logit is nearly always the
-        # largest. It is kept only as a fallback for a query with nothing else to attend to. A padded
-        # query has no such fallback and gets zeros, except under transformers' rounding, where it
-        # falls back on itself as in transformers.
-        if not self.transformers_rounding:
-            is_self = is_self & key_valid.unsqueeze(-2)
-        logit_bias = logit_bias.masked_fill(is_self, SELF_MASK_VALUE)
-        if self.duplicate_correction and sorted_idx.shape[2] > 1:
-            counts = count_shared_windows(
-                undo_sort_idx, query_positions, key_positions, w, before, after,
-                buckets if self.same_bucket_only else None, max_slot_gap,
-            )
-            logit_bias = logit_bias - torch.log(counts.clamp(min=1).float())
+            window_gap = before * w + torch.arange(w, device=query.device)[:, None] - torch.arange(num_keys, device=query.device)
 
-        # One round needs no log-sum-exp to combine rounds by.
-        num_rounds = sorted_idx.shape[2]
-        outputs, logsumexp = attend(
-            query, keys, window_values, logit_bias, self.dropout, replace_masked=self.transformers_rounding,
-            need_logsumexp=num_rounds > 1,
-        )
+        def attend_chunks(
+            window, query, keys, values, query_positions, key_positions, key_valid, query_buckets, key_buckets,
+            query_slots, key_slots,
+        ):
+            keys = window(keys, 0.0, 3)  # [b, h, r, g, k, d]
+            values = window(values, 0.0, 3)
+            key_positions = window(key_positions, -1, 3)  # [b, h, r, g, k]
+            key_valid = window(key_valid, False, 3)
+            allowed = key_valid.unsqueeze(-2)  # [b, h, r, g, 1, k]
+            if self.is_decoder:
+                allowed = allowed & (key_positions.unsqueeze(-2) <= query_positions.unsqueeze(-1))
+            if self.same_bucket_only:
+                key_buckets = window(key_buckets, -1, 3)
+                allowed = allowed & (key_buckets.unsqueeze(-2) == query_buckets.unsqueeze(-1))
+            if wrap:
+                gap = query_slots.unsqueeze(-1) - key_slots.unsqueeze(-2)  # [b, h, r, g, w, k]
+                is_self = key_positions.unsqueeze(-2) == query_positions.unsqueeze(-1)
+            else:
+                gap = window_gap
+                is_self = gap == 0
+            if max_slot_gap is not None:
+                # Which keys share a chunk with a query depends on how many later tokens sort before
+                # it. Inside one bucket, though, the sorted slots of earlier tokens do not move when
+                # later tokens change, so "own bucket, at most before * w slots back" is a window
+                # that only earlier tokens decide. The chunk window always contains it.
+                allowed = allowed & (gap >= 0) & (gap <= max_slot_gap)
+            logit_bias = torch.zeros(allowed.shape, dtype=torch.float32, device=query.device)
+            logit_bias = logit_bias.masked_fill(~allowed, MASK_VALUE)
+            # Under shared QK a query's key is its own direction, so its own logit is nearly always
+            # the largest. It is kept only as a fallback for a query with nothing else to attend to.
+            # A padded query has no such fallback and gets zeros, except under transformers'
+            # rounding, where it falls back on itself as in transformers.
+            if not self.transformers_rounding:
+                is_self = is_self & key_valid.unsqueeze(-2)
+            logit_bias = logit_bias.masked_fill(is_self, SELF_MASK_VALUE)
+            if self.duplicate_correction and num_rounds > 1:
+                counts = count_shared_windows(
+                    undo_sort_idx, query_positions, key_positions, w, before, after,
+                    buckets if self.same_bucket_only else None, max_slot_gap,
+                )
+                logit_bias = logit_bias - torch.log(counts.clamp(min=1).float())
+            # One round needs no log-sum-exp to combine rounds by.
+            return attend(
+                query, keys, values, logit_bias, self.dropout, replace_masked=self.transformers_rounding,
+                need_logsumexp=num_rounds > 1,
+            )
+
+        windowed = not wrap
+        outputs, logsumexp = attend_in_groups(
+            attend_chunks,
+            [(query, 3, False), (keys, 3, windowed), (window_values, 3, windowed), (query_positions, 3, False),
+             (key_positions, 3, windowed), (key_valid, 3, windowed), (query_buckets, 3, False),
+             (key_buckets, 3, windowed), (query_slots, 3, False), (key_slots, 3, False)],
+            output_chunk_dim=3,
+            group_chunks=max(1, self.group_length // w) if self.group_length else 0,
+            num_before=0 if wrap else before,
+            num_after=0 if wrap else after,
+        )  # [b, h, r, c, w, d] and [b, h, r, c, w]
 
         # Back to one sequence per round, then to the original order.
         outputs = outputs.reshape(b, h, -1, n, d)  # [b, h, r, n, d]

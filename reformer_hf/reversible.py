@@ -200,13 +200,17 @@ class _ReversibleStackFunction(torch.autograd.Function):
                 index = param_index[id(param)]
                 param_grads[index] = grad if param_grads[index] is None else param_grads[index] + grad
 
+        # The rebuilt inputs and their gradients overwrite the outputs and gradients in place, one
+        # layer after another, once the first layer has copied the tensors it was handed.
+        own = False
         for layer, record in zip(reversed(ctx.layers), reversed(ctx.records)):
             if is_sharded(layer):
                 y1, y2, dy1, dy2 = _sharded_layer_backward(ctx, layer, record, y1, y2, dy1, dy2)
+                own = False
                 continue
             # Feed-forward block, one slice of positions at a time: x2 = y2 - g(y1).
+            x2, dy1 = (y2, dy1) if own else (y2.clone(), dy1.clone())
             feed_forward_params = [p for p in layer.feed_forward.parameters() if p.requires_grad]
-            feed_forward_outputs, dy1_from_g = [], []
             with record.feed_forward_rng.replay(), torch.enable_grad(), _autocast(ctx.autocast):
                 for part in layer.feed_forward.chunk_slices(y1.shape[1]):
                     y1_part = y1[:, part].detach().requires_grad_(True)
@@ -214,11 +218,10 @@ class _ReversibleStackFunction(torch.autograd.Function):
                     grads = torch.autograd.grad(
                         g_part, [y1_part, *feed_forward_params], dy2[:, part], allow_unused=True
                     )
-                    dy1_from_g.append(grads[0])
+                    dy1[:, part] += grads[0]
                     accumulate(feed_forward_params, grads[1:])
-                    feed_forward_outputs.append(g_part.detach())
-            x2 = y2 - torch.cat(feed_forward_outputs, dim=1)
-            dy1 = dy1 + torch.cat(dy1_from_g, dim=1)
+                    x2[:, part] -= g_part.detach()
+                    del g_part, grads
 
             # Attention block with the recorded buckets: x1 = y1 - f(x2).
             attention_params = [p for p in layer.attention.parameters() if p.requires_grad]
@@ -229,8 +232,11 @@ class _ReversibleStackFunction(torch.autograd.Function):
                 )
                 grads = torch.autograd.grad(attention_outputs, [x2_leaf, *attention_params], dy1, allow_unused=True)
             accumulate(attention_params, grads[1:])
-            x1 = y1 - attention_outputs.detach()
-            dy2 = dy2 + grads[0]
+            x1, dy2 = (y1, dy2) if own else (y1.clone(), dy2.clone())
+            x1 -= attention_outputs.detach()
+            dy2 += grads[0]
+            del attention_outputs, grads, x2_leaf
+            own = True
             y1, y2 = x1, x2
 
         return (dy1, dy2, None, None, None, None, *param_grads)

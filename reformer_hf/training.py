@@ -62,6 +62,7 @@ class PretrainSettings:
     axial_pos_shape: list[int] = field(default_factory=list)
     axial_pos_embds_dim: list[int] = field(default_factory=list)
     feed_forward_chunk_size: int = 0
+    attention_group_length: int = 4096
     reversible: bool = True
     # Data.
     sequence_length: int = 4096
@@ -170,6 +171,7 @@ def build_config(settings: PretrainSettings) -> ReformerConfig:
         axial_pos_shape=axial_pos_shape,
         axial_pos_embds_dim=axial_pos_embds_dim,
         feed_forward_chunk_size=settings.feed_forward_chunk_size,
+        attention_group_length=settings.attention_group_length,
         reversible=settings.reversible,
         is_decoder=True,
     )

@@ -4,6 +4,7 @@ Only the outputs' presence, shape and finiteness are checked. Timings depend on 
 test asserts on them beyond being finite and positive.
 """
 
+import importlib.util
 import json
 import math
 import subprocess
@@ -72,8 +73,13 @@ def test_lsh_variants_markdown_names_variants(lsh_variants_output):
         assert f"| {name} |" in table, f"{name} missing from the markdown table"
 
 
-SPEED_IMPLEMENTATIONS = {"reformer_hf", "transformers", "full_attention"}
+SPEED_IMPLEMENTATIONS = {"reformer_hf", "transformers", "reformer_pytorch", "full_attention"}
+SPEED_DTYPES = {"float32", "bfloat16"}
 SPEED_STATUSES = {"ok", "timeout", "oom", "error"}
+# The quick run gives reformer_hf 2 hash rounds, so its local layer scores 2 chunks of 64 keys and
+# its LSH layer 2 rounds x 2 chunks of 128 keys.
+SPEED_OVERRIDE_KEYS_PER_QUERY = [128, 512]
+REFORMER_PYTORCH_MISSING = importlib.util.find_spec("reformer_pytorch") is None
 
 
 def run_speed(*arguments: str, timeout: float = 300) -> subprocess.CompletedProcess:
@@ -88,12 +94,23 @@ def run_speed(*arguments: str, timeout: float = 300) -> subprocess.CompletedProc
 
 @pytest.fixture(scope="module")
 def speed_output(tmp_path_factory):
-    """Run ``benchmarks/speed.py --quick`` once and return its output folder."""
+    """Run ``benchmarks/speed.py --quick`` once and return its output folder.
+
+    The run has one length, both dtypes and a reformer_hf override, to keep the test short.
+    """
     pytest.importorskip("matplotlib", reason="the benchmark plots need matplotlib (extra 'benchmarks')")
     output_dir = tmp_path_factory.mktemp("speed")
-    completed = run_speed("--quick", "--output-dir", str(output_dir))
+    completed = run_speed(
+        "--quick", "--lengths", "256", "--dtypes", "float32", "bfloat16", "--reformer-hf-option", "num_hashes=2",
+        "--output-dir", str(output_dir),
+    )
     assert completed.returncode == 0, completed.stderr
     return output_dir
+
+
+def load_speed_points(output_dir: Path) -> dict:
+    report = json.loads((output_dir / "speed.json").read_text(encoding="utf-8"))
+    return {(point["implementation"], point["length"], point["dtype"]): point for point in report["points"]}
 
 
 def test_speed_json_has_every_point(speed_output):
@@ -108,22 +125,87 @@ def test_speed_json_has_every_point(speed_output):
             assert gflops > 0, (dtype, peak)
 
     lengths = report["settings"]["lengths"]
-    points = {(point["implementation"], point["length"]): point for point in report["points"]}
-    assert set(points) == {(name, length) for name in SPEED_IMPLEMENTATIONS for length in lengths}
+    points = load_speed_points(speed_output)
+    expected = {(name, length, dtype) for name in SPEED_IMPLEMENTATIONS for length in lengths for dtype in SPEED_DTYPES}
+    assert set(points) == expected
     for key, point in points.items():
         assert point["status"] in SPEED_STATUSES, point
         if point["status"] != "ok":
             assert point["message"], point
             continue
         for field in ("training_step_seconds", "inference_seconds", "training_tokens_per_second",
-                      "inference_tokens_per_second", "training_gflops_per_second", "inference_gflops_per_second"):
+                      "inference_tokens_per_second", "training_gflops_per_second", "inference_gflops_per_second",
+                      "training_fraction_of_peak", "inference_fraction_of_peak"):
             assert math.isfinite(point[field]), (key, field, point[field])
             assert point[field] > 0, (key, field, point[field])
+        assert math.isfinite(point["final_loss"]), point
         assert point["peak_rss_bytes"] > 0, point
         assert point["rss_after_build_bytes"] > 0, point
         assert point["rss_growth_bytes"] >= 0, point
+        assert "cuda_peak_bytes" not in point, point
 
     assert (speed_output / "speed.png").stat().st_size > 0
+
+
+def test_speed_bfloat16_points_run(speed_output):
+    points = load_speed_points(speed_output)
+    for implementation in SPEED_IMPLEMENTATIONS - {"reformer_pytorch"}:
+        point = points[(implementation, 256, "bfloat16")]
+        assert point["status"] == "ok", point
+        # The loss at initialisation is near ln(256) = 5.55 in either precision.
+        assert 4.5 < point["final_loss"] < 6.5, point
+
+
+def test_speed_records_reformer_hf_option(speed_output):
+    report = json.loads((speed_output / "speed.json").read_text(encoding="utf-8"))
+    assert report["settings"]["reformer_hf_options"] == {"num_hashes": 2}
+    for dtype in SPEED_DTYPES:
+        point = load_speed_points(speed_output)[("reformer_hf", 256, dtype)]
+        assert point["status"] == "ok", point
+        assert point["reformer_hf_options"] == {"num_hashes": 2}
+        # The FLOP count follows the built config, so it shows that the override reached ReformerConfig.
+        assert point["keys_per_query"] == SPEED_OVERRIDE_KEYS_PER_QUERY, point
+    transformers_point = load_speed_points(speed_output)[("transformers", 256, "float32")]
+    assert "reformer_hf_options" not in transformers_point
+
+
+@pytest.mark.skipif(REFORMER_PYTORCH_MISSING, reason="reformer_pytorch is not installed (pip install reformer-pytorch)")
+def test_speed_reformer_pytorch_points_run(speed_output):
+    points = load_speed_points(speed_output)
+    for dtype in SPEED_DTYPES:
+        point = points[("reformer_pytorch", 256, dtype)]
+        assert point["status"] == "ok", point
+        # Both of its layers are LSH, each scoring 1 round x 2 chunks of 128 keys.
+        assert point["keys_per_query"] == [256, 256], point
+        assert point["non_embedding_parameters"] < point["parameters"], point
+        assert 4.5 < point["final_loss"] < 6.5, point
+
+
+def test_speed_reformer_hf_option_unknown_key(tmp_path):
+    completed = run_speed(
+        "--quick", "--implementations", "reformer_hf", "--lengths", "256", "--reformer-hf-option", "num_hashs=2",
+        "--output-dir", str(tmp_path),
+    )
+    assert completed.returncode == 0, completed.stderr
+    (point,) = json.loads((tmp_path / "speed.json").read_text(encoding="utf-8"))["points"]
+    assert point["status"] == "error", point
+    assert "'num_hashs'" in point["message"]
+    assert "Did you mean 'num_hashes'" in point["message"]
+
+
+def test_speed_rejects_option_without_value(tmp_path):
+    completed = run_speed("--reformer-hf-option", "num_hashes", "--output-dir", str(tmp_path), timeout=60)
+    assert completed.returncode == 2
+    assert "expected KEY=VALUE" in completed.stderr
+
+
+def test_speed_rejects_cuda_without_gpu(tmp_path):
+    torch = pytest.importorskip("torch")
+    if torch.cuda.is_available():
+        pytest.skip("a CUDA GPU is available, so --device cuda is valid here")
+    completed = run_speed("--device", "cuda", "--output-dir", str(tmp_path), timeout=60)
+    assert completed.returncode == 2
+    assert "--device cuda needs a CUDA GPU" in completed.stderr
 
 
 def test_speed_records_timed_out_point(tmp_path):
