@@ -32,7 +32,8 @@ def run_point(implementation: str, context: int, new_tokens: int, threads: int) 
 
     torch.set_num_threads(threads)
     torch.manual_seed(0)
-    spec = dict(implementation=implementation, length=POSITIONS, depth=6, num_hashes=1, threads=threads)
+    spec = dict(implementation=implementation, length=POSITIONS, depth=6, num_hashes=1, threads=threads,
+                feed_forward_chunk=0)
     build = speed.build_reformer_hf_model if implementation == "reformer_hf" else speed.build_transformers_model
     model, _ = build(spec)
     model.eval()

@@ -12,7 +12,7 @@ Four implementations of one causal language model run at growing sequence length
 Reference model: layers alternating local and LSH attention (6 by default), hidden size 256, 4 heads
 of size 64, feed-forward size 1024 and vocabulary 256. The batch size is 1 and dropout is off. Local
 chunks are 64 tokens and LSH chunks 128, each with one chunk of look-back and none of look-ahead, and
-LSH uses 1 hash round. ``num_buckets`` is ``2 * length / 128`` rounded to a power of two. The axial
+LSH uses 1 hash round. ``num_buckets`` is what transformers derives (see ``num_buckets_for``). The axial
 position shape is two factors whose product is the length.
 
 reformer_pytorch differs from the reference model in these ways, all fixed by its ``ReformerLM``:
@@ -79,6 +79,8 @@ HIDDEN_SIZE = 256
 NUM_HEADS = 4
 HEAD_SIZE = 64
 FEED_FORWARD_SIZE = 1024
+# Positions each implementation's feed-forward layers process at once (all three support it).
+FEED_FORWARD_CHUNK = 4096
 VOCAB_SIZE = 256
 BATCH_SIZE = 1
 LOCAL_CHUNK_LENGTH = 64
@@ -114,10 +116,31 @@ def attention_layers_for(depth: int) -> list[str]:
     return ["local" if index % 2 == 0 else "lsh" for index in range(depth)]
 
 
-def num_buckets_for(length: int) -> int:
-    """Return ``2 * length / LSH_CHUNK_LENGTH`` rounded to the nearest power of two, at least 2."""
-    target = max(2.0, 2.0 * length / LSH_CHUNK_LENGTH)
-    return 2 ** round(math.log2(target))
+def feed_forward_chunk_for(length: int, spec: dict | None = None) -> int:
+    """Return the feed-forward chunk size of all three Reformers.
+
+    That is the spec's ``"feed_forward_chunk"`` when set (generation sets 0, since transformers
+    cannot chunk a one-token step), else ``FEED_FORWARD_CHUNK`` where it divides the length, as
+    transformers requires, else 0 (the whole sequence at once).
+    """
+    if spec is not None and "feed_forward_chunk" in spec:
+        return spec["feed_forward_chunk"]
+    return FEED_FORWARD_CHUNK if length % FEED_FORWARD_CHUNK == 0 else 0
+
+
+def num_buckets_for(length: int) -> int | list[int]:
+    """Return the bucket count transformers' Reformer derives for ``length`` when it is left unset.
+
+    That is ``2 * length / LSH_CHUNK_LENGTH`` rounded down to a power of two, at least 2. Above
+    ``2 * max(sqrt(length / LSH_CHUNK_LENGTH), LSH_CHUNK_LENGTH)`` buckets (256 here) it is split
+    into two factors, as the Reformer paper suggests, so that hashing a token costs about
+    ``2 * sqrt(buckets)`` rotations instead of ``buckets / 2``.
+    """
+    exponent = max(1, (2 * (length // LSH_CHUNK_LENGTH)).bit_length() - 1)
+    limit = 2 * max(int(math.sqrt(length // LSH_CHUNK_LENGTH)), LSH_CHUNK_LENGTH)
+    if 2**exponent <= limit:
+        return 2**exponent
+    return [2 ** (exponent // 2), 2 ** (exponent - exponent // 2)]
 
 
 def axial_pos_shape_for(length: int) -> tuple[int, int]:
@@ -308,6 +331,7 @@ def build_reformer_hf_model(spec: dict):
         local_chunk_length=LOCAL_CHUNK_LENGTH,
         axial_pos_shape=axial_pos_shape_for(spec["length"]),
         axial_pos_embds_dim=AXIAL_POS_EMBDS_DIM,
+        feed_forward_chunk_size=feed_forward_chunk_for(spec["length"], spec),
     )
     config = ReformerConfig(**{**config_fields, **options})
     model = ReformerForCausalLM(config)
@@ -347,7 +371,7 @@ def build_transformers_model(spec: dict):
         axial_pos_embds_dim=list(AXIAL_POS_EMBDS_DIM),
         max_position_embeddings=spec["length"],
         chunk_size_lm_head=0,
-        chunk_size_feed_forward=0,
+        chunk_size_feed_forward=feed_forward_chunk_for(spec["length"], spec),
         tie_word_embeddings=False,
     )
     model = ReformerModelWithLMHead(config)
@@ -394,7 +418,7 @@ def build_reformer_pytorch_model(spec: dict):
                 heads=NUM_HEADS, dim_head=HEAD_SIZE, ff_mult=FEED_FORWARD_SIZE // HIDDEN_SIZE,
                 ff_activation=nn.ReLU, bucket_size=bucket_size, n_hashes=spec["num_hashes"], causal=True,
                 lsh_dropout=0.0, ff_dropout=0.0, post_attn_dropout=0.0, layer_dropout=0.0,
-                weight_tie=False, ff_chunks=1, attn_chunks=1, n_local_attn_heads=0,
+                weight_tie=False, ff_chunks=max(1, length // (feed_forward_chunk_for(length, spec) or length)), attn_chunks=1, n_local_attn_heads=0,
                 # reverse_thres=0 keeps every length reversible, the package's default.
                 reverse_thres=0,
                 axial_position_emb=True, axial_position_shape=axial_pos_shape_for(length),
@@ -458,9 +482,10 @@ def autocast_for(spec: dict):
     return contextlib.nullcontext()
 
 
-def median_seconds(step, repeats: int, synchronize) -> tuple[float, list[float]]:
-    """Run ``step`` once to warm up, then ``repeats`` times, and return the median and all times in seconds."""
-    step()
+def median_seconds(step, repeats: int, synchronize, warmup: int = 1) -> tuple[float, list[float]]:
+    """Run ``step`` ``warmup`` times, then ``repeats`` times, and return the median and all times in seconds."""
+    for _ in range(warmup):
+        step()
     synchronize()
     times = []
     for _ in range(repeats):
@@ -517,9 +542,24 @@ def run_point(spec: dict) -> dict:
             model(input_ids)
 
     model.train()
-    training_seconds, training_times = median_seconds(training_step, spec["steps"], synchronize)
-    model.eval()
-    inference_seconds, inference_times = median_seconds(inference_step, spec["steps"], synchronize)
+    warmup = spec.get("warmup", 1)
+    training_seconds, training_times = median_seconds(training_step, spec["steps"], synchronize, warmup)
+    final_loss = losses[-1]
+    peak_after_training = peak_rss_bytes()
+    live_tensor_peak = None
+    if spec.get("track_tensors"):
+        # One more training step under a tracker of every tensor that operations create.
+        with LiveTensorTracker() as tracker:
+            training_step()
+        live_tensor_peak = tracker.peak_bytes
+    profile = None
+    if spec.get("profile"):
+        profile = profile_training_step(training_step)
+    if spec.get("inference", True):
+        model.eval()
+        inference_seconds, inference_times = median_seconds(inference_step, spec["steps"], synchronize, warmup)
+    else:
+        inference_seconds, inference_times = math.nan, []
 
     tokens = BATCH_SIZE * spec["length"]
     layout = attention_layout(implementation, spec, getattr(model, "config", None))
@@ -539,8 +579,11 @@ def run_point(spec: dict) -> dict:
         "inference_tokens_per_second": tokens / inference_seconds,
         "training_seconds_per_token": training_seconds / tokens,
         "inference_seconds_per_token": inference_seconds / tokens,
-        "final_loss": losses[-1],
+        "final_loss": final_loss,
         "peak_rss_bytes": peak,
+        "training_peak_rss_bytes": peak_after_training,
+        "training_live_tensor_peak_bytes": live_tensor_peak,
+        "training_profile": profile,
         "rss_after_build_bytes": rss_after_build,
         "rss_growth_bytes": peak - rss_after_build,
         "training_flops_per_token": flops["training"],
@@ -574,8 +617,105 @@ def worker_main(spec_json: str) -> int:
 # Parent: points, matmul peak, report
 
 
-def thread_environment(threads: int) -> dict:
+def profile_training_step(training_step, top: int = 15) -> dict:
+    """Run one training step under torch's profiler and return its operations with the most self CPU time."""
+    import torch
+    from torch.profiler import ProfilerActivity, profile
+
+    start = time.perf_counter()
+    with profile(activities=[ProfilerActivity.CPU]) as profiler:
+        training_step()
+    seconds = time.perf_counter() - start
+    averages = sorted(profiler.key_averages(), key=lambda event: event.self_cpu_time_total, reverse=True)
+    total = sum(event.self_cpu_time_total for event in averages) / 1e6
+    return {
+        "step_seconds_under_profiler": seconds,
+        "self_cpu_seconds_total": total,
+        "operations": [
+            {"name": event.key, "calls": event.count, "self_cpu_seconds": event.self_cpu_time_total / 1e6}
+            for event in averages[:top]
+        ],
+    }
+
+
+class LiveTensorTracker:
+    """Track the bytes of live tensor storages that operations create, and their peak.
+
+    It sees every aten operation through a ``TorchDispatchMode`` and counts each new storage until
+    it is freed. Unlike the resident set size, the count does not depend on how the memory
+    allocator reuses or returns freed memory. Tensors that existed before the tracker started
+    (weights, optimizer state, inputs) are not counted.
+    """
+
+    def __enter__(self):
+        import weakref
+
+        import torch
+        from torch.utils._python_dispatch import TorchDispatchMode
+
+        tracker = self
+        self.live, self.current, self.peak_bytes = {}, 0, 0
+
+        def release(key: int, size: int) -> None:
+            if tracker.live.pop(key, None) is not None:
+                tracker.current -= size
+
+        class Mode(TorchDispatchMode):
+            def __torch_dispatch__(self, func, types, args=(), kwargs=None):
+                outputs = func(*args, **(kwargs or {}))
+                for output in outputs if isinstance(outputs, (tuple, list)) else [outputs]:
+                    if not isinstance(output, torch.Tensor) or output.device.type == "meta":
+                        continue
+                    storage = output.untyped_storage()
+                    key, size = storage.data_ptr(), storage.nbytes()
+                    if size == 0 or key in tracker.live:
+                        continue
+                    tracker.live[key] = size
+                    tracker.current += size
+                    tracker.peak_bytes = max(tracker.peak_bytes, tracker.current)
+                    weakref.finalize(storage, release, key, size)
+                return outputs
+
+        self.mode = Mode()
+        self.mode.__enter__()
+        return self
+
+    def __exit__(self, *exc_info):
+        self.mode.__exit__(*exc_info)
+        return False
+
+
+ALLOCATORS = {
+    "default": None,
+    "tcmalloc": ("libtcmalloc_minimal.so.4", "libtcmalloc.so.4"),
+    "jemalloc": ("libjemalloc.so.2",),
+}
+
+
+def allocator_library(name: str) -> str | None:
+    """Return the path of the shared library of allocator ``name``, None for the default one.
+
+    Raises:
+        FileNotFoundError: when the library is not installed in a standard library folder.
+    """
+    if ALLOCATORS[name] is None:
+        return None
+    folders = ["/usr/lib/x86_64-linux-gnu", "/usr/lib/aarch64-linux-gnu", "/usr/lib64", "/usr/lib", "/usr/local/lib"]
+    for folder in folders:
+        for file_name in ALLOCATORS[name]:
+            if os.path.exists(os.path.join(folder, file_name)):
+                return os.path.join(folder, file_name)
+    raise FileNotFoundError(
+        f"Allocator {name!r} needs one of {', '.join(ALLOCATORS[name])} in {', '.join(folders)}. "
+        f"Install it (Debian: apt-get install libtcmalloc-minimal4 or libjemalloc2) or use --allocator default."
+    )
+
+
+def thread_environment(threads: int, allocator: str = "default") -> dict:
     environment = dict(os.environ)
+    library = allocator_library(allocator)
+    if library is not None:
+        environment["LD_PRELOAD"] = library
     for name in ("OMP_NUM_THREADS", "MKL_NUM_THREADS", "OPENBLAS_NUM_THREADS"):
         environment[name] = str(threads)
     environment["PYTHONPATH"] = os.pathsep.join(filter(None, [str(REPO_ROOT), environment.get("PYTHONPATH")]))
@@ -588,7 +728,8 @@ def measure_point(spec: dict, timeout: float) -> dict:
     start = time.perf_counter()
     try:
         completed = subprocess.run(
-            command, cwd=REPO_ROOT, env=thread_environment(spec["threads"]), capture_output=True, text=True,
+            command, cwd=REPO_ROOT, env=thread_environment(spec["threads"], spec.get("allocator", "default")),
+            capture_output=True, text=True,
             timeout=timeout,
         )
     except subprocess.TimeoutExpired:

@@ -255,6 +255,9 @@ class _Groups:
         offset = start - max(0, start - self.before)
 
         def window(chunks: torch.Tensor, fill_value, chunk_dim: int) -> torch.Tensor:
+            if fill_value is None:
+                # The group's own chunks, without their neighbours.
+                return chunks if chunks.shape[chunk_dim] == size else chunks.narrow(chunk_dim, offset, size)
             windows = look_adjacent(chunks, self.before, self.after, chunk_dim, fill_value)
             if offset == 0 and windows.shape[chunk_dim] == size:
                 return windows
@@ -348,7 +351,8 @@ def attend_in_groups(
     Args:
         compute: Called as ``compute(window, *parts)`` with one slice of each ``chunked`` tensor
             (``None`` stays ``None``). ``window(part, fill_value, chunk_dim)`` turns a windowed
-            part into the windows of the group's query chunks, ``[..., g, k, ...]``. It returns
+            part into the windows of the group's query chunks, ``[..., g, k, ...]``, and with
+            ``fill_value=None`` into the query chunks themselves, ``[..., g, w, ...]``. It returns
             outputs ``[..., g, w, d]`` and a log-sum-exp ``[..., g, w]`` or ``None``, both with
             their chunk dim at ``output_chunk_dim``. It must not read tensors that need gradients
             other than its arguments.

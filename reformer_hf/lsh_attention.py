@@ -44,7 +44,11 @@ def hash_vectors(vectors: torch.Tensor, rotations: torch.Tensor, bucket_factors:
     offset, place_value = 0, 1
     for num_buckets in bucket_factors:
         half = rotated[..., offset : offset + num_buckets // 2]
-        factor_buckets = torch.cat([half, -half], dim=-1).argmax(dim=-1)  # [b, h, r, n]
+        # argmax([half; -half]) without building it: the first half wins ties, as argmax's first
+        # maximum would.
+        highest, high_index = half.max(dim=-1)
+        lowest, low_index = half.min(dim=-1)
+        factor_buckets = torch.where(highest >= -lowest, high_index, low_index + num_buckets // 2)  # [b, h, r, n]
         buckets = factor_buckets * place_value if buckets is None else buckets + factor_buckets * place_value
         offset += num_buckets // 2
         place_value *= num_buckets
@@ -318,8 +322,9 @@ class LSHSelfAttention(nn.Module):
         # Keys are the shared vectors normalised to unit length, so a logit is |q| times the cosine
         # of the angle between query and key: the angle is what the hashing groups by. Queries
         # are not rescaled (as in trax and transformers), so |q| sets the sharpness of attention.
+        # The keys are normalised per group, from the query chunks and their neighbours.
         query = split_into_chunks(sorted_query_key, w, dim=3)
-        keys = normalize_keys(query)
+        keys = None
         window_values = split_into_chunks(sorted_values, w, dim=3)
         query_positions = split_into_chunks(sorted_idx, w, dim=3)  # [b, h, r, c, w]
         key_positions = query_positions
@@ -335,7 +340,7 @@ class LSHSelfAttention(nn.Module):
         query_slots = key_slots = None
         if wrap:
             adjacent = self.window_function(n)
-            keys = adjacent(keys, 0.0)  # [b, h, r, c, k, d]
+            keys = adjacent(normalize_keys(query), 0.0)  # [b, h, r, c, k, d]
             window_values = adjacent(window_values, 0.0)
             key_positions = adjacent(query_positions, -1)  # [b, h, r, c, k]
             key_valid = adjacent(key_valid, False)
@@ -355,7 +360,12 @@ class LSHSelfAttention(nn.Module):
             window, query, keys, values, query_positions, key_positions, key_valid, query_buckets, key_buckets,
             query_slots, key_slots,
         ):
-            keys = window(keys, 0.0, 3)  # [b, h, r, g, k, d]
+            if keys is None:
+                # Without wrap-around the query chunks arrive with their neighbours.
+                keys = window(normalize_keys(query), 0.0, 3)  # [b, h, r, g, k, d]
+                query = window(query, None, 3)  # [b, h, r, g, w, d]
+            else:
+                keys = window(keys, 0.0, 3)
             values = window(values, 0.0, 3)
             key_positions = window(key_positions, -1, 3)  # [b, h, r, g, k]
             key_valid = window(key_valid, False, 3)
@@ -401,7 +411,7 @@ class LSHSelfAttention(nn.Module):
         windowed = not wrap
         outputs, logsumexp = attend_in_groups(
             attend_chunks,
-            [(query, 3, False), (keys, 3, windowed), (window_values, 3, windowed), (query_positions, 3, False),
+            [(query, 3, windowed), (keys, 3, False), (window_values, 3, windowed), (query_positions, 3, False),
              (key_positions, 3, windowed), (key_valid, 3, windowed), (query_buckets, 3, False),
              (key_buckets, 3, windowed), (query_slots, 3, False), (key_slots, 3, False)],
             output_chunk_dim=3,

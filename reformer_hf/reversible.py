@@ -200,8 +200,9 @@ class _ReversibleStackFunction(torch.autograd.Function):
                 index = param_index[id(param)]
                 param_grads[index] = grad if param_grads[index] is None else param_grads[index] + grad
 
-        # The rebuilt inputs and their gradients overwrite the outputs and gradients in place, one
-        # layer after another, once the first layer has copied the tensors it was handed.
+        # The rebuilt inputs and their gradients overwrite the outputs and gradients in place, layer
+        # after layer, once the first layer has copied the tensors it was handed. The saved outputs
+        # stay intact, so that a graph kept with retain_graph=True can run backward again.
         own = False
         for layer, record in zip(reversed(ctx.layers), reversed(ctx.records)):
             if is_sharded(layer):

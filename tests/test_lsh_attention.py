@@ -678,3 +678,23 @@ def test_chunk_window_leaks_later_tokens(tiny_config):
     changed_outputs, _ = attention(changed, key_padding_mask)
 
     assert (changed_outputs[:, :10] - outputs[:, :10]).abs().max() > 1e-3
+
+
+@pytest.mark.parametrize("bucket_factors", [[8], [4, 6]])
+def test_hashing_equals_argmax_over_both_signs_with_ties(bucket_factors):
+    """Buckets are the first argmax of ``[xR; -xR]`` per factor, also where entries tie.
+
+    Small integer vectors and rotations make ties between a rotation's two signs and between
+    rotations common.
+    """
+    vectors = torch.randint(-2, 3, (2, 3, 40, 4)).float()
+    rotations = torch.randint(-1, 2, (3, 4, 2, sum(u // 2 for u in bucket_factors))).float()
+    rotated = torch.einsum("bhnd,hdrs->bhrns", vectors, rotations)
+    expected, offset, place_value = 0, 0, 1
+    for num_buckets in bucket_factors:
+        half = rotated[..., offset : offset + num_buckets // 2]
+        expected = expected + torch.cat([half, -half], dim=-1).argmax(dim=-1) * place_value
+        offset += num_buckets // 2
+        place_value *= num_buckets
+    assert (rotated == 0).any()
+    torch.testing.assert_close(hash_vectors(vectors, rotations, bucket_factors), expected, rtol=0, atol=0)

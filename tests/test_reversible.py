@@ -248,3 +248,16 @@ def test_short_batches_run_irreversibly(tiny_config, offset, expect_reversible):
 def test_irreversible_max_tokens_rejects_negative(tiny_config):
     with pytest.raises(ValueError, match="irreversible_max_tokens"):
         tiny_config(irreversible_max_tokens=-1)
+
+
+def test_retained_graph_runs_backward_twice(tiny_config):
+    """The backward pass rebuilds inputs in place only in its own copies: a retained graph gives the same gradients twice."""
+    model = ReformerForCausalLM(tiny_config(attention_layers=["lsh", "local", "lsh"]))
+    input_ids = torch.randint(3, 32, (2, 16))
+    loss = model(input_ids=input_ids, labels=input_ids).loss
+    loss.backward(retain_graph=True)
+    first = {name: param.grad.clone() for name, param in model.named_parameters()}
+    model.zero_grad()
+    loss.backward()
+    for name, param in model.named_parameters():
+        torch.testing.assert_close(param.grad, first[name], rtol=0, atol=0, msg=name)
