@@ -902,6 +902,9 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--reformer-hf-option", action="append", type=parse_option, default=[], metavar="KEY=VALUE",
                         help="override or add a ReformerConfig field of the reformer_hf model. VALUE is parsed as "
                              "JSON where valid, else kept as a string. Repeatable.")
+    parser.add_argument("--allocator", choices=tuple(ALLOCATORS), default="default",
+                        help="memory allocator of the workers: default (the C library's), or tcmalloc or jemalloc "
+                             "preloaded with LD_PRELOAD (default: default).")
     parser.add_argument("--device", choices=DEVICES, default="cpu",
                         help="device the workers run on. cuda also records the peak of "
                              "torch.cuda.max_memory_allocated (default cpu).")
@@ -937,6 +940,10 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     if args.matmul_size < 1:
         parser.error(f"--matmul-size must be positive, got {args.matmul_size}.")
     args.reformer_hf_options = dict(args.reformer_hf_option)
+    try:
+        allocator_library(args.allocator)
+    except FileNotFoundError as error:
+        parser.error(str(error))
     if args.device == "cuda":
         import torch
 
@@ -963,6 +970,7 @@ def settings_of(args: argparse.Namespace) -> dict:
     return {
         "lengths": args.lengths, "depths": args.depths, "num_hashes": args.num_hashes, "threads": args.threads,
         "implementations": args.implementations, "dtypes": args.dtypes, "device": args.device,
+        "allocator": args.allocator,
         "steps": args.steps, "timeout_seconds": args.timeout,
         "reformer_hf_options": args.reformer_hf_options,
         "batch_size": BATCH_SIZE, "hidden_size": HIDDEN_SIZE, "num_attention_heads": NUM_HEADS,
@@ -999,7 +1007,8 @@ def main(argv: list[str] | None = None) -> int:
     )
     for threads, depth, num_hashes, length, dtype, implementation in grid:
         spec = {"implementation": implementation, "length": length, "depth": depth, "num_hashes": num_hashes,
-                "threads": threads, "steps": args.steps, "dtype": dtype, "device": args.device}
+                "threads": threads, "steps": args.steps, "dtype": dtype, "device": args.device,
+                "allocator": args.allocator}
         if implementation == "reformer_hf":
             spec["reformer_hf_options"] = args.reformer_hf_options
         point = measure_point(spec, args.timeout)

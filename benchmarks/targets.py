@@ -1,4 +1,4 @@
-"""Measure the eight performance targets of issue 6 in one run and write ``BENCHMARKS.md``.
+"""Measure the eight performance targets of the benchmark plan in one run and write ``BENCHMARKS.md``.
 
 One command runs every point the targets need, each in its own subprocess through ``speed.py``'s
 worker, plus cached generation through ``generation.py``:
@@ -17,7 +17,7 @@ ratios in ``BENCHMARKS.md`` all come from the points of one run. ``benchmarks/no
 by hand after reading a run, is copied into the page below the tables.
 
 Run from the repository root: ``python benchmarks/targets.py``. The full run takes about an hour
-and a half on 2 CPU cores; ``--quick`` runs a tiny version in about a minute for the tests.
+and a half on 2 CPU cores. ``--quick`` runs a tiny version in about two minutes for the tests.
 """
 
 import argparse
@@ -240,6 +240,16 @@ def target_rows(report: dict) -> list[list[str]]:
         rows.append([f"4. depth {shallow['depth']} → {deep['depth']} at {deep['length']:,}: peak RSS growth beyond "
                      f"the added parameters and AdamW state ({mib(added_state)}), relative to depth {shallow['depth']}",
                      "≤ 0.10", fmt(growth), verdict(growth, 0.10, higher_is_better=False)])
+        if shallow.get("training_live_tensor_peak_bytes") and deep.get("training_live_tensor_peak_bytes"):
+            # The tracked step creates the gradients anew (4 bytes per parameter); weights and AdamW
+            # moments exist before it and are not counted.
+            added_gradients = 4 * (deep["parameters"] - shallow["parameters"])
+            live_excess = (deep["training_live_tensor_peak_bytes"] - shallow["training_live_tensor_peak_bytes"]
+                           - added_gradients)
+            live_growth = live_excess / shallow["training_peak_rss_bytes"]
+            rows.append([f"4. same, live tensors: peak growth beyond the added gradients ({mib(added_gradients)}), "
+                         f"relative to depth {shallow['depth']}'s peak RSS", "≤ 0.10", fmt(live_growth),
+                         verdict(live_growth, 0.10, higher_is_better=False)])
     else:
         rows.append(["4. depth sweep", "≤ 0.10", "not measured", "not measured"])
     huge_rss = value(huge, "training_peak_rss_bytes")
@@ -388,6 +398,7 @@ def write_report(report: dict, output_dir: Path, page: Path) -> None:
         f"![time and memory against length]({relative}/targets_length.png)",
         "",
     ]
+
     by_length = sorted((p for p in points if p["phase"] in ("length", "short", "huge")),
                        key=lambda p: (p["length"], IMPLEMENTATIONS.index(p["implementation"]), p["phase"]))
     fields = describe(by_length)
@@ -395,6 +406,7 @@ def write_report(report: dict, output_dir: Path, page: Path) -> None:
                                             "huge": f"{p['threads']} threads, no warm-up, feed-forward chunks of 16,384"}
                       .get(p["phase"], "")))
     sections += [table([name for name, _ in fields], point_rows(by_length, fields)), ""]
+
     for title, phase, extra in (
         ("bfloat16 autocast", "bfloat16", ("final loss", lambda p: fmt(value(p, "final_loss"), 4))),
         ("Two threads per process", "threads", None),
@@ -410,6 +422,7 @@ def write_report(report: dict, output_dir: Path, page: Path) -> None:
         if phase == "depth":
             sections += [f"![memory against depth]({relative}/targets_depth.png)", ""]
         sections += [table([name for name, _ in fields], point_rows(chosen, fields)), ""]
+
     generation = report.get("generation", {})
     sections += ["## Cached generation", ""]
     if generation.get("points"):
@@ -419,6 +432,7 @@ def write_report(report: dict, output_dir: Path, page: Path) -> None:
         sections += [table(["implementation", "context", "new tokens", "status", "new tokens/s", "prefill"], rows), ""]
     else:
         sections += [f"Not measured: {generation.get('message', 'no record')}", ""]
+
     profiled = [p for p in points if p.get("training_profile")]
     if profiled:
         sections += ["## Profiles of reformer_hf training steps", "",
@@ -431,6 +445,7 @@ def write_report(report: dict, output_dir: Path, page: Path) -> None:
                     for op in profile["operations"]]
             sections += [f"**{p['length']:,} tokens** ({total:.2f} s of self CPU time under the profiler)", "",
                          table(["operation", "calls", "self CPU", "share"], rows), ""]
+
     notes = Path(__file__).resolve().parent / "notes.md"
     if notes.exists() and not report["quick"]:
         sections += [notes.read_text(encoding="utf-8").rstrip(), ""]
@@ -444,7 +459,7 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--page", type=Path, default=None,
                         help="where to write the Markdown page (default BENCHMARKS.md at the repository root; "
                              "--quick: BENCHMARKS.md in --output-dir)")
-    parser.add_argument("--quick", action="store_true", help="tiny sizes, for the tests; about a minute")
+    parser.add_argument("--quick", action="store_true", help="tiny sizes, for the tests; about two minutes")
     parser.add_argument("--report-only", action="store_true",
                         help="rewrite the page and plots from --output-dir/targets.json without measuring")
     args = parser.parse_args(argv)

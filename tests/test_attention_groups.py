@@ -40,7 +40,7 @@ VARIANTS = {
 
 
 def twin_models(tiny_config, group_length: int, model_class=ReformerModel, **overrides):
-    """A model that attends in groups of ``group_length`` positions and one that attends to the whole sequence."""
+    """Return a model that attends in groups of ``group_length`` positions and one that attends to the whole sequence."""
     whole = model_class(tiny_config(attention_group_length=0, **overrides))
     grouped = model_class(tiny_config(attention_group_length=group_length, **overrides))
     grouped.load_state_dict(whole.state_dict())
@@ -48,7 +48,7 @@ def twin_models(tiny_config, group_length: int, model_class=ReformerModel, **ove
 
 
 def padded_batch() -> dict:
-    """Two rows; the second has 9 padded positions at its end and a hole in the middle."""
+    """Return two rows. The second has 9 padded positions at its end and a hole in the middle."""
     input_ids = torch.randint(3, 32, (2, LENGTH))
     attention_mask = torch.ones(2, LENGTH, dtype=torch.long)
     attention_mask[1, -9:] = 0
@@ -57,7 +57,7 @@ def padded_batch() -> dict:
 
 
 def run(model, inputs: dict, seed: int = 7) -> tuple[torch.Tensor, dict]:
-    """Forward and backward of a fixed random projection of the outputs; returns outputs and gradients."""
+    """Backpropagate a fixed random projection of the outputs and return the outputs and the gradients."""
     torch.manual_seed(seed)
     hidden = model(**inputs).last_hidden_state
     weights = torch.randn(hidden.shape, generator=torch.Generator().manual_seed(1))
@@ -69,7 +69,7 @@ def run(model, inputs: dict, seed: int = 7) -> tuple[torch.Tensor, dict]:
 @pytest.mark.parametrize("variant", sorted(VARIANTS))
 @pytest.mark.parametrize("group_length", [2, 12])
 @pytest.mark.parametrize("reversible", [True, False])
-def test_groups_give_the_outputs_and_gradients_of_the_whole_sequence(tiny_config, variant, group_length, reversible):
+def test_groups_match_whole_sequence(tiny_config, variant, group_length, reversible):
     overrides = {"axial_pos_shape": (8, 8), "reversible": reversible, **VARIANTS[variant]}
     grouped, whole = twin_models(tiny_config, group_length, **overrides)
     inputs = padded_batch()
@@ -83,7 +83,7 @@ def test_groups_give_the_outputs_and_gradients_of_the_whole_sequence(tiny_config
 
 
 @pytest.mark.parametrize("variant", ["local", "lsh-chunk-window", "lsh-wraps"])
-def test_groups_give_the_outputs_of_the_whole_sequence_without_gradients(tiny_config, variant):
+def test_groups_match_whole_sequence_without_gradients(tiny_config, variant):
     grouped, whole = twin_models(tiny_config, 12, **VARIANTS[variant])
     grouped.eval()
     whole.eval()

@@ -239,3 +239,62 @@ def test_generation_benchmark_quick_run(tmp_path):
         assert math.isfinite(point["new_tokens_per_second"])
         assert point["new_tokens_per_second"] > 0
         assert point["prefill_seconds"] > 0
+
+
+@pytest.fixture(scope="module")
+def targets_output(tmp_path_factory):
+    """Run ``benchmarks/targets.py --quick`` once and return its output folder."""
+    pytest.importorskip("matplotlib", reason="the benchmark plots need matplotlib (extra 'benchmarks')")
+    output_dir = tmp_path_factory.mktemp("targets")
+    completed = subprocess.run(
+        [sys.executable, str(REPO_ROOT / "benchmarks" / "targets.py"), "--quick", "--output-dir", str(output_dir)],
+        cwd=REPO_ROOT, capture_output=True, text=True, timeout=900,
+    )
+    assert completed.returncode == 0, completed.stderr
+    return output_dir
+
+
+def test_targets_quick_run_measures_every_phase(targets_output):
+    report = json.loads((targets_output / "targets.json").read_text(encoding="utf-8"))
+    assert report["quick"] is True
+    phases = {point["phase"] for point in report["points"]}
+    assert phases == {"length", "short", "bfloat16", "threads", "depth", "hashes", "huge"}
+    failed = [(p["phase"], p["implementation"], p.get("message")) for p in report["points"] if p["status"] != "ok"]
+    assert not failed, failed
+    implementations = {p["implementation"] for p in report["points"] if p["phase"] == "length"}
+    assert implementations == {"reformer_hf", "transformers", "reformer_pytorch", "full_attention"}
+    tracked = [p for p in report["points"] if p.get("training_live_tensor_peak_bytes")]
+    assert tracked and all(0 < p["training_live_tensor_peak_bytes"] < p["peak_rss_bytes"] for p in tracked)
+    profiled = [p for p in report["points"] if p.get("training_profile")]
+    assert profiled and all(p["training_profile"]["operations"] for p in profiled)
+    assert {g["status"] for g in report["generation"]["points"]} == {"ok"}
+
+
+def test_targets_page_lists_all_eight_targets(targets_output):
+    page = (targets_output / "BENCHMARKS.md").read_text(encoding="utf-8")
+    assert "--quick: tiny sizes, not a measurement" in page
+    target_lines = [line for line in page.splitlines() if line.startswith("| ") and line[2:3].isdigit()]
+    assert {line[2] for line in target_lines} == set("12345678")
+    assert not [line for line in target_lines if "not measured" in line]
+    for name in ("targets_length.png", "targets_depth.png"):
+        assert (targets_output / name).stat().st_size > 0
+
+
+def test_targets_report_only_rewrites_the_page(targets_output, tmp_path):
+    page = tmp_path / "page.md"
+    completed = subprocess.run(
+        [sys.executable, str(REPO_ROOT / "benchmarks" / "targets.py"), "--quick", "--report-only",
+         "--output-dir", str(targets_output), "--page", str(page)],
+        cwd=REPO_ROOT, capture_output=True, text=True, timeout=120,
+    )
+    assert completed.returncode == 0, completed.stderr
+    assert page.read_text(encoding="utf-8") == (targets_output / "BENCHMARKS.md").read_text(encoding="utf-8")
+
+
+def test_targets_report_only_without_results(tmp_path):
+    completed = subprocess.run(
+        [sys.executable, str(REPO_ROOT / "benchmarks" / "targets.py"), "--report-only", "--output-dir", str(tmp_path)],
+        cwd=REPO_ROOT, capture_output=True, text=True, timeout=120,
+    )
+    assert completed.returncode == 2
+    assert completed.stderr.strip() == f"{tmp_path / 'targets.json'} does not exist. Run without --report-only first."
