@@ -108,7 +108,7 @@ class ReformerConfig(PretrainedConfig):
             processes at once. A longer sequence is attended in groups of whole chunks, so that its
             key and value windows, masks and probabilities, several times larger than the inputs,
             exist for one group at a time. In training each group is recomputed in its backward
-            pass; on one CPU thread at 16,384 tokens that left the step time unchanged and cut the
+            pass. On one CPU thread at 16,384 tokens that left the step time unchanged and cut the
             peak of live tensors by a fifth. 0 attends the whole sequence at once. Results equal
             those without groups up to float rounding, except that dropout on attention
             probabilities draws its masks group by group.

@@ -355,7 +355,8 @@ def log_run_summary(arguments: TrainingArguments, settings: PretrainSettings, mo
     # GPUs that one DataParallel process drives, which is 1 under DDP and on CPUs.
     global_batch = arguments.train_batch_size * arguments.world_size * arguments.gradient_accumulation_steps
     logger.warning(
-        "Global batch: %d sequences per optimizer step (%d per process x %d processes x %d accumulation steps).",
+        "Global batch per optimizer step: %d sequences (sequences per process: %d, processes: %d, "
+        "accumulation steps: %d).",
         global_batch, arguments.train_batch_size, arguments.world_size, arguments.gradient_accumulation_steps,
     )
 

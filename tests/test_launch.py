@@ -127,8 +127,8 @@ def check_run(result: subprocess.CompletedProcess, output_dir: Path, corpus: Pat
     assert result.stdout.count("Generated sample:") == 1, result.stdout
     assert result.stdout.count(f"Model and tokenizer written to {output_dir}") == 1, result.stdout
     global_batch = PER_DEVICE_BATCH_SIZE * NUM_PROCESSES * ACCUMULATION_STEPS
-    batch_line = (f"Global batch: {global_batch} sequences per optimizer step ({PER_DEVICE_BATCH_SIZE} per process x "
-                  f"{NUM_PROCESSES} processes x {ACCUMULATION_STEPS} accumulation steps).")
+    batch_line = (f"Global batch per optimizer step: {global_batch} sequences (sequences per process: "
+                  f"{PER_DEVICE_BATCH_SIZE}, processes: {NUM_PROCESSES}, accumulation steps: {ACCUMULATION_STEPS}).")
     assert result.stderr.count(batch_line) == 1, result.stderr[-4000:]
 
     files = {path.name for path in output_dir.iterdir() if path.is_file()}
