@@ -247,10 +247,12 @@ def target_rows(report: dict) -> list[list[str]]:
             added_gradients = 4 * (deep["parameters"] - shallow["parameters"])
             live_excess = (deep["training_live_tensor_peak_bytes"] - shallow["training_live_tensor_peak_bytes"]
                            - added_gradients)
-            live_growth = live_excess / shallow["training_peak_rss_bytes"]
+            growth_of_rss = live_excess / shallow["training_peak_rss_bytes"]
+            growth_of_live = live_excess / shallow["training_live_tensor_peak_bytes"]
             rows.append([f"4. same, live tensors: peak growth beyond the added gradients ({mib(added_gradients)}), "
-                         f"relative to depth {shallow['depth']}'s peak RSS", "≤ 0.10", fmt(live_growth),
-                         verdict(live_growth, 0.10, higher_is_better=False)])
+                         f"relative to depth {shallow['depth']}'s peak RSS and to its live-tensor peak", "≤ 0.10",
+                         f"{fmt(growth_of_rss)} and {fmt(growth_of_live)}",
+                         verdict(max(growth_of_rss, growth_of_live), 0.10, higher_is_better=False)])
     else:
         rows.append(["4. depth sweep", "≤ 0.10", "not measured", "not measured"])
     huge_rss = value(huge, "training_peak_rss_bytes")
