@@ -641,8 +641,8 @@ def profile_training_step(training_step, top: int = 15) -> dict:
 class LiveTensorTracker:
     """Track the bytes of live tensor storages that operations create, and their peak.
 
-    It sees every aten operation through a ``TorchDispatchMode`` and counts each new storage until
-    it is freed. Unlike the resident set size, the count does not depend on how the memory
+    A ``TorchDispatchMode`` intercepts every aten operation, and each new storage counts until it
+    is freed. Unlike the resident set size, the count does not depend on how the memory
     allocator reuses or returns freed memory. Tensors that existed before the tracker started
     (weights, optimizer state, inputs) are not counted.
     """
@@ -826,6 +826,18 @@ def machine_info(device: str = "cpu") -> dict:
     return info
 
 
+def style_length_axis(axis, ylabel: str, title: str) -> None:
+    """Give a plot against sequence length log-log axes, labels, a grid and a legend when it has lines."""
+    axis.set_xscale("log", base=2)
+    axis.set_yscale("log")
+    axis.set_xlabel("sequence length (tokens)")
+    axis.set_ylabel(ylabel)
+    axis.set_title(title)
+    axis.grid(True, which="both", alpha=0.3)
+    if axis.get_legend_handles_labels()[0]:  # no lines when every point failed
+        axis.legend(fontsize=7)
+
+
 def write_plot(path: Path, points: list[dict]) -> None:
     """Plot time per token and peak RSS against length, log-log, one line per implementation."""
     import matplotlib
@@ -856,18 +868,8 @@ def write_plot(path: Path, points: list[dict]) -> None:
         if all("cuda_peak_bytes" in p for p in ok):
             memory_axis.plot(lengths, [p["cuda_peak_bytes"] / 2**20 for p in ok], "s--", color=line.get_color(),
                              label=f"{label}, CUDA peak allocated")
-    for axis, ylabel, title in (
-        (time_axis, "time per token (µs)", "Time per token (median)"),
-        (memory_axis, "peak memory of the worker (MiB)", "Peak memory"),
-    ):
-        axis.set_xscale("log", base=2)
-        axis.set_yscale("log")
-        axis.set_xlabel("sequence length (tokens)")
-        axis.set_ylabel(ylabel)
-        axis.set_title(title)
-        axis.grid(True, which="both", alpha=0.3)
-        if axis.get_legend_handles_labels()[0]:  # no lines when every point failed
-            axis.legend(fontsize=7)
+    style_length_axis(time_axis, "time per token (µs)", "Time per token (median)")
+    style_length_axis(memory_axis, "peak memory of the worker (MiB)", "Peak memory")
     figure.tight_layout()
     figure.savefig(path, dpi=120)
     plt.close(figure)

@@ -1,15 +1,15 @@
 """Measure the eight performance targets of the benchmark plan in one run and write ``BENCHMARKS.md``.
 
 One command runs every point the targets need, each in its own subprocess through ``speed.py``'s
-worker, plus cached generation through ``generation.py``:
+worker, plus cached generation through ``generation.py``. The points:
 
-    lengths: 1,024 to 65,536 tokens for all four implementations, float32, one thread;
-    short inputs: reformer_hf with ``irreversible_max_tokens=1024`` at 1,024 tokens;
-    bfloat16 autocast and two threads at 4,096 and 65,536 tokens;
-    depths 2 to 24 at 8,192 tokens;
-    1 to 8 hash rounds at 4,096 tokens;
-    cached generation after 4,096 tokens of context;
-    one training step of 1,048,576 tokens (reformer_hf only, two threads, no warm-up step).
+- lengths from 1,024 to 65,536 tokens for all four implementations, in float32 on one thread
+- short inputs: reformer_hf with ``irreversible_max_tokens=1024`` at 1,024 tokens
+- bfloat16 autocast, and two threads, at 4,096 and 65,536 tokens
+- depths from 2 to 24 layers at 8,192 tokens
+- 1 to 8 hash rounds at 4,096 tokens
+- cached generation after 4,096 tokens of context
+- one training step of 1,048,576 tokens (reformer_hf only, two threads, no warm-up step)
 
 Every record lands in ``targets.json`` as soon as it is measured, so that an interrupted run keeps
 what it measured; ``--report-only`` rewrites ``BENCHMARKS.md`` and the plots from that file. The
@@ -303,6 +303,12 @@ def describe(points: list[dict]) -> list[tuple[str, object]]:
     ]
 
 
+def measured(points: list[dict], phase: str, implementation: str, order: str) -> list[dict]:
+    """Return the points of ``phase`` and ``implementation`` that measured something, sorted by ``order``."""
+    chosen = [p for p in points if p["phase"] == phase and p["implementation"] == implementation and p["status"] == "ok"]
+    return sorted(chosen, key=lambda p: p[order])
+
+
 def write_plots(report: dict, output_dir: Path) -> None:
     import matplotlib
 
@@ -312,8 +318,7 @@ def write_plots(report: dict, output_dir: Path) -> None:
     points = report["points"]
     figure, (time_axis, memory_axis) = plt.subplots(1, 2, figsize=(12, 4.5))
     for implementation in IMPLEMENTATIONS:
-        ok = sorted((p for p in points if p["phase"] == "length" and p["implementation"] == implementation
-                     and p["status"] == "ok"), key=lambda p: p["length"])
+        ok = measured(points, "length", implementation, "length")
         if not ok:
             continue
         lengths = [p["length"] for p in ok]
@@ -330,28 +335,21 @@ def write_plots(report: dict, output_dir: Path) -> None:
         time_axis.plot([huge["length"]], [huge["training_seconds_per_token"] * 1e6], "*", markersize=12, label=label)
         memory_axis.plot([huge["length"]], [huge["training_peak_rss_bytes"] / 2**20], "*", markersize=12,
                          label=f"{label}, RSS")
-    for axis, ylabel, title in ((time_axis, "training time per token (µs)", "Training step time per token"),
-                                (memory_axis, "MiB", "Peak memory of a training step")):
-        axis.set_xscale("log", base=2)
-        axis.set_yscale("log")
-        axis.set_xlabel("sequence length (tokens)")
-        axis.set_ylabel(ylabel)
-        axis.set_title(title)
-        axis.grid(True, which="both", alpha=0.3)
-        axis.legend(fontsize=7)
+    speed.style_length_axis(time_axis, "training time per token (µs)", "Training step time per token")
+    speed.style_length_axis(memory_axis, "MiB", "Peak memory of a training step")
     figure.tight_layout()
     figure.savefig(output_dir / "targets_length.png", dpi=120)
     plt.close(figure)
 
     figure, axis = plt.subplots(figsize=(6.5, 4.5))
     for implementation in REFORMERS:
-        ok = sorted((p for p in points if p["phase"] == "depth" and p["implementation"] == implementation
-                     and p["status"] == "ok"), key=lambda p: p["depth"])
+        ok = measured(points, "depth", implementation, "depth")
         if not ok:
             continue
-        depths = [p["depth"] for p in ok]
-        (line,) = axis.plot(depths, [p["training_peak_rss_bytes"] / 2**20 for p in ok], "o-", label=f"{implementation}, RSS")
-        axis.plot(depths, [p["training_live_tensor_peak_bytes"] / 2**20 for p in ok if p.get("training_live_tensor_peak_bytes")],
+        (line,) = axis.plot([p["depth"] for p in ok], [p["training_peak_rss_bytes"] / 2**20 for p in ok], "o-",
+                            label=f"{implementation}, RSS")
+        tracked = [p for p in ok if p.get("training_live_tensor_peak_bytes")]
+        axis.plot([p["depth"] for p in tracked], [p["training_live_tensor_peak_bytes"] / 2**20 for p in tracked],
                   "s--", color=line.get_color(), label=f"{implementation}, live tensors")
     axis.set_xlabel("layers")
     axis.set_ylabel("MiB")

@@ -218,7 +218,7 @@ def attend(
 
 
 class _Groups:
-    """How ``attend_in_groups`` slices its inputs: ranges of query chunks and each input's slice.
+    """Slicing plan of ``attend_in_groups``: the ranges of query chunks and each input's slice.
 
     An input marked as windowed is sliced with ``before`` chunks more in front and ``after`` more
     behind each range, where the sequence has them, so that the group can build its own windows.
@@ -304,10 +304,11 @@ class _GroupedAttention(torch.autograd.Function):
         grads = [torch.zeros_like(t) if needed else None for t, needed in zip(tensors, ctx.needs_grad)]
         devices = [ctx.device] if ctx.device.type == "cuda" else []
         for (start, size), (cpu_state, cuda_state) in zip(groups.ranges, ctx.states):
-            parts = [
-                None if part is None else (part.detach().requires_grad_() if needed else part)
-                for part, needed in zip(groups.slices(tensors, start, size), ctx.needs_grad)
-            ]
+            parts = []
+            for part, needed in zip(groups.slices(tensors, start, size), ctx.needs_grad):
+                if needed:
+                    part = part.detach().requires_grad_()
+                parts.append(part)
             with torch.random.fork_rng(devices=devices, device_type=ctx.device.type), torch.enable_grad():
                 torch.set_rng_state(cpu_state)
                 if cuda_state is not None:
@@ -357,7 +358,7 @@ def attend_in_groups(
             their chunk dim at ``output_chunk_dim``. It must not read tensors that need gradients
             other than its arguments.
         chunked: ``(tensor, chunk_dim, windowed)`` triples whose ``chunk_dim`` indexes the same
-            chunks. A windowed tensor's slice also holds the neighbouring chunks its windows need.
+            chunks. A windowed tensor's slice also contains the neighbouring chunks its windows need.
         output_chunk_dim: Chunk dim of both results.
         group_chunks: Query chunks per group; 0, or at least the number of chunks, runs one group.
         num_before, num_after: Neighbouring chunks in each window.

@@ -367,6 +367,7 @@ class LSHSelfAttention(nn.Module):
             else:
                 keys = window(keys, 0.0, 3)
             values = window(values, 0.0, 3)
+
             key_positions = window(key_positions, -1, 3)  # [b, h, r, g, k]
             key_valid = window(key_valid, False, 3)
             allowed = key_valid.unsqueeze(-2)  # [b, h, r, g, 1, k]
@@ -375,6 +376,7 @@ class LSHSelfAttention(nn.Module):
             if self.same_bucket_only:
                 key_buckets = window(key_buckets, -1, 3)
                 allowed = allowed & (key_buckets.unsqueeze(-2) == query_buckets.unsqueeze(-1))
+
             if wrap:
                 gap = query_slots.unsqueeze(-1) - key_slots.unsqueeze(-2)  # [b, h, r, g, w, k]
                 is_self = key_positions.unsqueeze(-2) == query_positions.unsqueeze(-1)
@@ -387,6 +389,7 @@ class LSHSelfAttention(nn.Module):
                 # later tokens change, so "own bucket, at most before * w slots back" is a window
                 # that only earlier tokens decide. The chunk window always contains it.
                 allowed = allowed & (gap >= 0) & (gap <= max_slot_gap)
+
             logit_bias = torch.zeros(allowed.shape, dtype=torch.float32, device=query.device)
             logit_bias = logit_bias.masked_fill(~allowed, MASK_VALUE)
             # Under shared QK a query's key is its own direction, so its own logit is nearly always
@@ -402,6 +405,7 @@ class LSHSelfAttention(nn.Module):
                     buckets if self.same_bucket_only else None, max_slot_gap,
                 )
                 logit_bias = logit_bias - torch.log(counts.clamp(min=1).float())
+
             # One round needs no log-sum-exp to combine rounds by.
             return attend(
                 query, keys, values, logit_bias, self.dropout, replace_masked=self.transformers_rounding,
