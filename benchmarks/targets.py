@@ -12,7 +12,7 @@ worker, plus cached generation through ``generation.py``. The points:
 - one training step of 1,048,576 tokens (reformer_hf only, two threads, no warm-up step)
 
 Every record lands in ``targets.json`` as soon as it is measured, so that an interrupted run keeps
-what it measured; ``--report-only`` rewrites ``BENCHMARKS.md`` and the plots from that file. The
+what it measured. ``--report-only`` rewrites ``BENCHMARKS.md`` and the plots from that file. The
 ratios in ``BENCHMARKS.md`` all come from the points of one run. ``benchmarks/notes.md``, written
 by hand after reading a run, is copied into the page below the tables.
 
@@ -105,7 +105,9 @@ def run_generation(output_dir: Path, quick: bool) -> dict:
     completed = subprocess.run(command, cwd=REPO_ROOT, capture_output=True, text=True)
     report_path = generation_dir / "generation.json"
     if completed.returncode != 0 or not report_path.exists():
-        return {"status": "error", "message": completed.stderr.strip()[-2000:], "points": []}
+        message = completed.stderr.strip()[-2000:]
+        print(f"generation.py failed with exit code {completed.returncode}: {message[-300:]}", file=sys.stderr)
+        return {"status": "error", "message": message, "points": []}
     return json.loads(report_path.read_text(encoding="utf-8"))
 
 
